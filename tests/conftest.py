@@ -1,0 +1,24 @@
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never wait on a hub download: timm/huggingface fail fast when asked for weights.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from rcl.taxonomy import Taxonomy  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def toy_taxonomy() -> Taxonomy:
+    """Two benign classes (a, b) and one malignant (m)."""
+    return Taxonomy.from_malignant(["a", "b", "m"], malignant=["m"], name="toy")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path, monkeypatch):
+    """Every test gets its own data directory, so runs and jobs never leak between tests."""
+    monkeypatch.setenv("RCL_HOME", str(tmp_path / "rcl_home"))
