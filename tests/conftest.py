@@ -18,7 +18,15 @@ def toy_taxonomy() -> Taxonomy:
     return Taxonomy.from_malignant(["a", "b", "m"], malignant=["m"], name="toy")
 
 
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One image cache for the session: the synthetic set is generated and decoded once."""
+    return tmp_path_factory.mktemp("rcl_cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path, monkeypatch):
+def _isolated_home(tmp_path, monkeypatch, shared_cache):
     """Every test gets its own data directory, so runs and jobs never leak between tests."""
     monkeypatch.setenv("RCL_HOME", str(tmp_path / "rcl_home"))
+    monkeypatch.setenv("RCL_CACHE", str(shared_cache))
+    monkeypatch.setenv("RCL_MODELS", str(tmp_path / "models"))
