@@ -1,0 +1,169 @@
+"""End to end: `rcl train` on the synthetic default for a few steps on CPU, then evaluate,
+predict, runs, export, resume, reproducibility and one-line errors."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rcl.cli import main
+from rcl.config import TrainConfig
+from rcl.runs import list_runs, load_model, load_run
+from rcl.train import load_run_data, make_loader, predict_logits, run_training
+
+pytestmark = pytest.mark.slow
+
+TINY = dict(data="synthetic", model="small_cnn", epochs=2, image_size=32, limit=360, seed=3, device="cpu",
+            max_steps=4, batch_size=16)
+TINY_ARGS = ["--data", "synthetic", "--model", "small_cnn", "--epochs", "2", "--image-size", "32", "--limit", "360",
+             "--seed", "3", "--device", "cpu", "--max-steps", "4", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shared_cache):
+    """One tiny RCL run, trained once through the CLI for the whole module."""
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RCL_HOME", str(home))
+        mp.setenv("RCL_CACHE", str(shared_cache))
+        out = home / "run-a"
+        assert main(["train", *TINY_ARGS, "--loss", "rcl", "--alpha", "2", "--beta", "10", "--out", str(out)]) == 0
+    return out
+
+
+def test_run_folder_is_complete(trained):
+    for name in ("config.json", "metrics.json", "predictions.npz", "history.jsonl", "model.safetensors", "epochs.npz"):
+        assert (trained / name).is_file(), name
+    assert not (trained / "last.pt").exists()
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for split in ("val", "test"):
+        m = metrics[split]
+        assert set(m["tiers"]) == {"correct", "visual_ambiguity", "type_1", "type_2"}
+        assert sum(m["tiers"].values()) == m["n"] == np.sum(m["confusion"])
+        assert 0 <= m["f1_macro"] <= 1 and 0 <= m["accuracy"] <= 1
+    config = json.loads((trained / "config.json").read_text())
+    assert config["train"]["loss"] == "rcl" and config["matrix"][0][1] in (1.0, 2.0, 10.0)
+    assert config["dataset"]["synthetic"] is True and config["versions"]["torch"]
+    assert len((trained / "history.jsonl").read_text().splitlines()) == 2
+
+
+def test_reloaded_checkpoint_reproduces_stored_test_predictions(trained):
+    run = load_run(trained)
+    config = TrainConfig.from_dict(run.train)
+    data = load_run_data(config)
+    loaded = load_model(trained)
+    import torch
+
+    logits = predict_logits(loaded.model, make_loader(data, "test", config, torch.device("cpu")), torch.device("cpu"))
+    stored = run.predictions("test")
+    np.testing.assert_array_equal(logits, stored["logits"])
+    np.testing.assert_array_equal(data.ids[data.splits["test"]], stored["ids"])
+
+
+def test_same_seed_same_metrics_and_resume_matches(trained, tmp_path):
+    config = TrainConfig(**TINY, loss="rcl", alpha=2, beta=10)
+    again = run_training(config, tmp_path / "again")
+    reference = json.loads((trained / "metrics.json").read_text())
+    for split in ("val", "test"):
+        assert again[split] == reference[split]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_epoch(event):
+        if event["kind"] == "epoch":
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_training(config, tmp_path / "resumed", stop_after_first_epoch)
+    assert (tmp_path / "resumed" / "last.pt").is_file()
+    resumed = run_training(config, tmp_path / "resumed")
+    for split in ("val", "test"):
+        assert resumed[split] == reference[split]
+
+
+def test_evaluate_predict_runs_export(trained, tmp_path, capsys):
+    dataset_root = json.loads((trained / "config.json").read_text())["dataset"]["root"]
+    out = tmp_path / "external.json"
+    assert main(["evaluate", str(trained), "--data", dataset_root, "--out", str(out)]) == 0
+    external = json.loads(out.read_text())
+    assert external["test"]["n"] > 300 and set(external["test"]["tiers"]) >= {"type_2"}
+
+    images = sorted(Path(dataset_root).rglob("*.png"))[:2]
+    capsys.readouterr()
+    assert main(["predict", str(trained), *map(str, images), "--json"]) == 0
+    predictions = json.loads(capsys.readouterr().out)
+    assert len(predictions) == 2
+    for p in predictions:
+        assert abs(sum(p["probabilities"].values()) - 1) < 1e-5
+        assert p["decision"] in p["probabilities"] and 0 <= p["malignant_probability"] <= 1
+
+    assert main(["runs", "--json"]) == 0  # empty data dir in this test: still fine
+    assert main(["export", str(trained), "--name", "demo"]) == 0
+    exported = load_model(Path(str(tmp_path / "models")) / "demo")
+    assert exported.taxonomy.num_classes == 7 and exported.synthetic
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "models" / "demo"), str(images[0])]) == 0
+    assert "SYNTHETIC" in capsys.readouterr().out
+    assert main(["export", str(trained), "--name", "demo"]) == 2  # exists: refuse without --overwrite
+
+
+def test_runs_lists_finished_runs(trained, monkeypatch, capsys):
+    monkeypatch.setenv("RCL_HOME", str(trained.parent))
+    assert [r.id for r in list_runs()] == ["run-a"]
+    assert main(["runs"]) == 0
+    assert "run-a" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--data", "/no/such/folder"], "dataset '/no/such/folder' does not exist"),
+        (["train", "--data", "synthetic", "--model", "resnet1000"], "unknown model 'resnet1000'"),
+        (["train", "--data", "synthetic", "--matrix", "MATRIX"], "does not fit the data's classes"),
+        (["predict", "CHECKPOINT", "x.png"], "not a readable checkpoint"),
+    ],
+)
+def test_user_errors_are_one_line(args, message, tmp_path, trained, capsys):
+    matrix = tmp_path / "m.json"
+    matrix.write_text(json.dumps({"classes": ["a", "b"], "values": [[1, 2], [3, 1]],
+                                  "taxonomy": {"classes": [{"name": "a", "superclass": "benign"},
+                                                           {"name": "b", "superclass": "malignant"}]}}))
+    fake_run = tmp_path / "fake"
+    fake_run.mkdir()
+    (fake_run / "config.json").write_text((trained / "config.json").read_text())
+    (fake_run / "model.safetensors").write_text("not weights")
+    args = [str(matrix) if a == "MATRIX" else str(fake_run) if a == "CHECKPOINT" else a for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_ablation_grid_writes_one_table(tmp_path):
+    out = tmp_path / "ablation"
+    assert main(["ablation", *TINY_ARGS, "--epochs", "1", "--max-steps", "2", "--seeds", "1", "--out", str(out)]) == 0
+    markdown = (out / "results.md").read_text()
+    for method in ("CE", "WCE", "Focal", "LS", "RCL-Light", "RCL-Proposed", "RCL-HighStruct"):
+        assert f"| {method} |" in markdown
+    assert len(list(out.glob("*/metrics.json"))) == 11
+
+
+def test_unfamiliar_images_are_flagged(trained, tmp_path):
+    from PIL import Image
+
+    from rcl.triage import UNFAMILIAR, triage
+
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["ood"]["val_flagged"] == pytest.approx(0.05, abs=0.04)  # ~5% of in-distribution by design
+    loaded = load_model(trained)
+    rng = np.random.default_rng(0)
+    flags = []
+    for i in range(30):
+        noise = Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+        path = tmp_path / f"noise{i}.png"
+        noise.save(path)
+        result = triage(loaded, path)
+        flags.append(result.unfamiliar)
+        assert (UNFAMILIAR in result.flags) == result.unfamiliar
+    assert np.mean(flags) >= 0.9
