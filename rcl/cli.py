@@ -201,6 +201,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="RUN_DIR", help="a run folder or an exported model folder (models/NAME)")
     p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--matrix", help="decide under this severity matrix JSON instead of the model's own")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -210,10 +211,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from rcl.triage import triage
 
     loaded = load_model(args.source)
+    matrix = None
+    if args.matrix:
+        from rcl.severity import SeverityMatrix
+
+        matrix = SeverityMatrix.load(args.matrix, loaded.taxonomy)
     results, failed = [], 0
     for image in args.images:
         try:
-            results.append({"image": image, **triage(loaded, image).to_dict()})
+            results.append({"image": image, **triage(loaded, image, matrix).to_dict()})
         except ValueError as exc:
             failed += 1
             results.append({"image": image, "error": str(exc)})
@@ -267,6 +273,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     from rcl.runs import export_run
 
     print(f"exported to {export_run(args.run_dir, args.name, overwrite=args.overwrite)}")
+    return 0
+
+
+def add_reselect(p: argparse.ArgumentParser) -> None:
+    from rcl.selection import SELECTION_RULES
+
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--select", required=True, choices=sorted(SELECTION_RULES))
+    p.add_argument("--cer-cap", type=float)
+    p.add_argument("--f1-floor", type=float)
+    p.add_argument("--json", action="store_true")
+
+
+@command("reselect", "apply another checkpoint-selection rule to a finished run, from its stored per-epoch predictions")
+def cmd_reselect(args: argparse.Namespace) -> int:
+    from rcl.runs import load_run
+
+    result = load_run(args.run_dir).reselect(args.select, args.cer_cap, args.f1_floor)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"rule {args.select}: epoch {result['epoch']} (trained with {result['trained_with']}: "
+          f"epoch {result['trained_epoch']})")
+    for split in ("val", "test"):
+        m = result[split]
+        print(f"  {split}: CER {_fmt(m['cer'])} · F1-macro {_fmt(m['f1_macro'])} · accuracy {_fmt(m['accuracy'])}")
     return 0
 
 

@@ -21,6 +21,8 @@ from rcl.severity import SeverityMatrix
 from rcl.taxonomy import Taxonomy
 
 MODEL_CARD = "model.json"
+# What inference needs from a run's metrics.json beyond the weights (fitted on validation).
+EXTRAS = ("calibration", "decision", "referral", "ood")
 
 
 @dataclass
@@ -70,6 +72,30 @@ class Run:
             if not keys:
                 raise ValueError(f"run {self.id} stored no {split!r} predictions")
             return {k.removeprefix(f"{split}_"): data[k] for k in keys}
+
+    def reselect(self, rule: str, cer_cap: float | None = None, f1_floor: float | None = None) -> dict:
+        """Apply another checkpoint-selection rule to this finished run, without retraining.
+
+        The run stores every epoch's validation and test logits (``epochs.npz``), so the figures
+        of the epoch the new rule picks are exact. The saved weights stay those of the rule the
+        run was trained with: deploying the new choice means retraining with ``--select``.
+        """
+        from rcl.metrics import evaluate
+        from rcl.selection import select_epoch
+
+        history = self.history()
+        path = self.path / "epochs.npz"
+        if not history or not path.is_file():
+            raise ValueError(f"run {self.id} kept no per-epoch predictions: retrain it to use another rule")
+        epoch = select_epoch(history, rule, cer_cap, f1_floor)
+        result = {"rule": rule, "epoch": epoch + 1, "trained_with": self.train.get("select", "f1"),
+                  "trained_epoch": self.metrics.get("selected_epoch")}
+        with np.load(path, allow_pickle=False) as saved:
+            for split in ("val", "test"):
+                labels = self.predictions(split)["labels"]
+                predictions = saved[f"{split}_logits"][epoch].argmax(axis=1)
+                result[split] = evaluate(labels, predictions, self.taxonomy).to_dict()
+        return result
 
     @property
     def label(self) -> str:
@@ -162,7 +188,7 @@ def export_run(run_dir: str | Path, name: str, models_root: str | Path | None = 
         "dataset": {k: run.config.get("dataset", {}).get(k) for k in ("name", "layout", "synthetic", "sizes")},
         "metrics": {s: {k: run.metrics[s].get(k) for k in ("cer", "f1_macro", "accuracy", "tiers")}
                     for s in ("val", "test") if s in run.metrics},
-        "extras": {k: run.metrics[k] for k in ("temperature", "ood", "referral") if k in run.metrics},
+        "extras": {k: run.metrics[k] for k in EXTRAS if k in run.metrics},
         "source_run": run.id,
         "versions": run.config.get("versions", {}),
     }
@@ -209,7 +235,7 @@ def load_model(source: str | Path, device: str = "cpu") -> LoadedModel:
         architecture, image_size = run.train["model"], int(run.train["image_size"])
         taxonomy, matrix = run.taxonomy, np.asarray(run.config["matrix"], dtype=np.float64)
         card = {"dataset": run.config.get("dataset", {}), "metrics": run.metrics,
-                "extras": {k: run.metrics[k] for k in ("temperature", "ood", "referral") if k in run.metrics},
+                "extras": {k: run.metrics[k] for k in EXTRAS if k in run.metrics},
                 "loss": run.train["loss"]}
     model = make_model(architecture, taxonomy.num_classes)
     model.load_state_dict(read_state_dict(source / "model.safetensors"))

@@ -18,12 +18,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rcl.calibration import apply_temperature
 from rcl.data import load_rgb, preprocess
-from rcl.decision import decide, expected_costs
+from rcl.decision import decide, expected_costs, scaled_matrix
+from rcl.losses import COST_SENSITIVE_LOSSES
 from rcl.runs import LoadedModel
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 UNFAMILIAR = "unfamiliar image: refer (unlike the model's training data)"
+STACKING = ("this model was trained with a cost-sensitive loss: a Bayes decision under the full matrix "
+            "applies the same costs twice (the model's own default uses a scale tuned on validation)")
 DISCLAIMER = "Research tool, not a diagnostic device: never use it to make a clinical decision."
 
 
@@ -61,26 +65,42 @@ def read_image(image) -> object:
 
 @torch.no_grad()
 def forward(loaded: LoadedModel, image) -> tuple[np.ndarray, np.ndarray]:
-    """Softmax probabilities (K,) and penultimate features (D,) of one image, from one backbone
-    pass through the training preprocessing."""
+    """Logits (K,) and penultimate features (1, D) of one image, from one backbone pass through
+    the training preprocessing."""
     tensor = preprocess(read_image(image), loaded.image_size)
     device = next(loaded.model.parameters()).device
     feature_map = loaded.model.forward_features(tensor.to(device))
     logits = loaded.model.forward_head(feature_map).float().cpu().numpy()[0]
     pooled = loaded.model.forward_head(feature_map, pre_logits=True).float().cpu().numpy()
-    exp = np.exp(logits - logits.max())
-    return exp / exp.sum(), pooled
+    return logits, pooled
+
+
+def default_decision_matrix(loaded: LoadedModel) -> tuple[np.ndarray, str]:
+    """The run's own decision matrix: its training matrix, scaled by the factor tuned on validation
+    when the run was trained with a cost-sensitive loss (so the costs are not applied twice)."""
+    decision = loaded.card.get("extras", {}).get("decision", {})
+    scale = float(decision.get("scale", 1.0))
+    if scale == 1.0:
+        return loaded.matrix, "the model's training matrix"
+    return scaled_matrix(loaded.matrix, scale), f"the model's matrix at scale {scale:.3g}, tuned on validation"
 
 
 def triage(loaded: LoadedModel, image, matrix=None) -> TriageResult:
-    """Predict one image; ``matrix`` (default: the model's own) drives the risk-calibrated decision."""
-    probs, features = forward(loaded, image)
+    """Predict one image; ``matrix`` (default: the run's own decision matrix) drives the
+    risk-calibrated decision, on temperature-calibrated probabilities when the run has them."""
+    logits, features = forward(loaded, image)
+    temperature = loaded.card.get("extras", {}).get("calibration", {}).get("temperature", 1.0)
+    probs = apply_temperature(logits[None, :], temperature)[0]
     taxonomy = loaded.taxonomy
-    matrix_source = "model's training matrix" if matrix is None else "current matrix"
-    matrix = loaded.matrix if matrix is None else matrix
+    flags = []
+    if matrix is None:
+        matrix, matrix_source = default_decision_matrix(loaded)
+    else:
+        matrix_source = "current matrix"
+        if loaded.card.get("loss") in COST_SENSITIVE_LOSSES:
+            flags.append(STACKING)
     costs = expected_costs(probs[None, :], matrix)[0]
     decision = int(decide(probs[None, :], matrix)[0])
-    flags = []
     unfamiliar = bool(loaded.ood is not None and loaded.ood.flag(features)[0])
     if unfamiliar:
         flags.append(UNFAMILIAR)

@@ -167,3 +167,33 @@ def test_unfamiliar_images_are_flagged(trained, tmp_path):
         flags.append(result.unfamiliar)
         assert (UNFAMILIAR in result.flags) == result.unfamiliar
     assert np.mean(flags) >= 0.9
+
+
+def test_cost_sensitive_run_warns_against_applying_costs_twice(trained):
+    from rcl.triage import STACKING, triage
+
+    metrics = json.loads((trained / "metrics.json").read_text())
+    decision = metrics["decision"]
+    assert decision["cost_sensitive_training"] is True and "applies" not in decision["rule"]
+    assert metrics["calibration"]["temperature"] > 0 and "rule" in metrics["referral"]
+    assert set(metrics["test"]["ci"]["cer"]) >= {"value", "low", "high"}
+    loaded = load_model(trained)
+    dataset_root = json.loads((trained / "config.json").read_text())["dataset"]["root"]
+    image = sorted(Path(dataset_root).rglob("*.png"))[0]
+    own = triage(loaded, image)
+    assert STACKING not in own.flags and "model's" in own.matrix_source
+    raw = triage(loaded, image, matrix=loaded.matrix)
+    assert STACKING in raw.flags and raw.matrix_source == "current matrix"
+
+
+def test_reselect_a_finished_run_without_retraining(trained, capsys):
+    from rcl.runs import load_run
+
+    run = load_run(trained)
+    same = run.reselect(run.train["select"])
+    assert same["epoch"] == run.metrics["selected_epoch"]
+    assert same["test"]["confusion"] == run.metrics["test"]["confusion"]  # stored logits = saved checkpoint
+    last = run.reselect("last")
+    assert last["epoch"] == len(run.history())
+    assert main(["reselect", str(trained), "--select", "expected_cost"]) == 0
+    assert "rule expected_cost: epoch" in capsys.readouterr().out
