@@ -75,7 +75,7 @@ def resize_rgb(image: Image.Image, image_size: int) -> np.ndarray:
     if image.mode != "RGB":
         image = _to_rgb(image)
     resized = image.resize((int(image_size), int(image_size)), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.uint8)
+    return np.array(resized, dtype=np.uint8)
 
 
 def _decode_into(job: tuple[str, int, int, list[str]]) -> list[tuple[int, str]]:

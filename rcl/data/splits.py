@@ -35,8 +35,9 @@ def _carve(rows: np.ndarray, labels: np.ndarray, groups: np.ndarray, fraction: f
         return rows, rows[:0]
     frame = pd.DataFrame({"row": rows, "label": labels[rows], "group": groups[rows]})
     # A group goes where its most common label's quota says (groups are nearly always one class).
-    per_group = frame.groupby("group", sort=True).agg(
-        label=("label", lambda s: s.value_counts().idxmax()), size=("row", "size"))
+    votes = frame.groupby(["group", "label"]).size().rename("votes").reset_index()
+    majority = votes.sort_values(["group", "votes", "label"], ascending=[True, False, True]).drop_duplicates("group")
+    per_group = majority.set_index("group").join(frame.groupby("group").size().rename("size"))
     totals = frame["label"].value_counts()
     target = {c: int(round(fraction * n)) or (1 if n >= 2 else 0) for c, n in totals.items()}
     held_count = dict.fromkeys(totals.index, 0)
