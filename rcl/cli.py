@@ -178,6 +178,8 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--data", required=True, help="dataset in a layout the run's classes fit")
     p.add_argument("--preset", help="taxonomy preset of the data, when it cannot be detected")
+    p.add_argument("--ood-only", action="store_true",
+                   help="data of other classes: report only the share of images flagged as unfamiliar")
     p.add_argument("--out", help="write the metrics JSON here (default: print it)")
 
 
@@ -185,16 +187,21 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from rcl.train import evaluate_external
 
-    result = evaluate_external(args.run_dir, args.data, args.preset)
-    if args.out:
-        from pathlib import Path
-
-        Path(args.out).write_text(json.dumps(result, indent=2))
-        test = result["test"]
-        print(f"wrote {args.out}: CER {_fmt(test['cer'])} · F1-macro {_fmt(test['f1_macro'])} · "
-              f"accuracy {_fmt(test['accuracy'])} on {test['n']} images")
-    else:
+    result = evaluate_external(args.run_dir, args.data, args.preset, ood_only=args.ood_only)
+    if not args.out:
         print_json(result)
+        return 0
+    from pathlib import Path
+
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    summary = [f"wrote {args.out}: {result['n']} images"]
+    if "test" in result:
+        test = result["test"]
+        summary.append(f"CER {_fmt(test['cer'])} · F1-macro {_fmt(test['f1_macro'])} · accuracy {_fmt(test['accuracy'])}")
+    if "ood" in result:
+        summary.append(f"{result['ood']['flagged_share']:.1%} flagged as unfamiliar "
+                       f"(about {result['ood']['expected_share_in_distribution']:.0%} expected in distribution)")
+    print(" · ".join(summary))
     return 0
 
 

@@ -450,30 +450,40 @@ def finish_run(out: Path, config: TrainConfig, run_data: RunData, model, device,
 __all__ = ["SYNTHETIC", "run_training", "train_one_epoch", "predict_logits", "load_run_data", "make_run_id"]
 
 
-def evaluate_external(run_dir: str | Path, data: str, preset: str | None = None, batch_size: int = 64) -> dict:
-    """A trained run on another dataset of the same classes (e.g. the official ISIC 2018 test set).
+def evaluate_external(run_dir: str | Path, data: str, preset: str | None = None, batch_size: int = 64,
+                      ood_only: bool = False) -> dict:
+    """A trained run on another dataset (e.g. the official ISIC 2018 test set).
 
     Every readable sample of ``data`` is predicted; its labels are read through the run's own
     taxonomy, so class names must match it (aliases allowed). Returns a ``metrics.json``-shaped
-    dict with the external set under ``"test"``.
+    dict with the external set under ``"test"``, plus the share of images the run's detector
+    flags as unfamiliar. With ``ood_only`` the data may have any classes (e.g. MRI shown to a
+    dermoscopy model): only the unfamiliar share is reported.
     """
     from rcl.runs import load_model
 
     loaded = load_model(run_dir)
-    table = rdata.load_dataset(data, preset=preset, taxonomy=loaded.taxonomy)
-    if table.taxonomy.classes != loaded.taxonomy.classes:
-        raise ValueError(f"the data's classes ({', '.join(table.taxonomy.classes)}) do not match the run's "
-                         f"({', '.join(loaded.taxonomy.classes)})")
+    if ood_only and loaded.ood is None:
+        raise ValueError(f"{run_dir} has no unfamiliar-image detector (ood.npz): retrain it with this version")
+    try:
+        table = rdata.load_dataset(data, preset=preset, taxonomy=None if ood_only else loaded.taxonomy)
+    except ValueError as exc:
+        if not ood_only:
+            raise ValueError(f"{exc} (to measure only how unfamiliar the images are to this model, add --ood-only)") from exc
+        # The labels play no part in an unfamiliarity score: any class names will do.
+        table = rdata.load_dataset(data, malignant=[])
     prepared = rdata.prepare(table, loaded.image_size)
     labels = prepared.samples["label"].to_numpy().astype(np.int64)
     dataset = rdata.ImageArrayDataset(prepared.images, labels, train=False)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    logits = predict_logits(loaded.model, loader, torch.device("cpu"))
-    metrics = split_metrics(logits, labels, loaded.taxonomy, cost_matrix(loaded.matrix))
-    result = {"test": metrics, "run": str(loaded.source), "data": str(data),
+    device = torch.device("cpu")
+    result = {"run": str(loaded.source), "data": str(data), "n": int(len(labels)),
               "skipped_files": [list(s) for s in (table.skipped + prepared.skipped)][:200]}
+    if not ood_only:
+        logits = predict_logits(loaded.model, loader, device)
+        result["test"] = split_metrics(logits, labels, loaded.taxonomy, cost_matrix(loaded.matrix))
     if loaded.ood is not None:
-        flagged = loaded.ood.flag(extract_features(loaded.model, loader, torch.device("cpu")))
+        flagged = loaded.ood.flag(extract_features(loaded.model, loader, device))
         result["ood"] = {"method": "mahalanobis", "flagged_share": float(flagged.mean()),
                          "flagged": int(flagged.sum()), "n": int(flagged.size),
                          "expected_share_in_distribution": loaded.ood.flag_rate}

@@ -197,3 +197,20 @@ def test_reselect_a_finished_run_without_retraining(trained, capsys):
     assert last["epoch"] == len(run.history())
     assert main(["reselect", str(trained), "--select", "expected_cost"]) == 0
     assert "rule expected_cost: epoch" in capsys.readouterr().out
+
+
+def test_evaluate_ood_only_on_data_of_other_classes(trained, tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for label in ("cat", "dog"):
+        (tmp_path / "other" / label).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "other" / label / f"{i}.png")
+    other = str(tmp_path / "other")
+    assert main(["evaluate", str(trained), "--data", other]) == 2
+    assert "--ood-only" in capsys.readouterr().err
+    out = tmp_path / "ood.json"
+    assert main(["evaluate", str(trained), "--data", other, "--ood-only", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert "test" not in result and result["ood"]["n"] == 12 and result["ood"]["flagged_share"] >= 0.9

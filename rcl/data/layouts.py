@@ -262,7 +262,7 @@ def _taxonomy(raw_labels: Sequence[str], taxonomy, preset, malignant, default: s
             return taxonomy
         return Taxonomy.from_dict(taxonomy) if isinstance(taxonomy, dict) else Taxonomy.load(taxonomy)
     found = sorted(set(raw_labels), key=str.lower)
-    if malignant:
+    if malignant is not None:  # an empty list is a real answer: every class benign
         if isinstance(malignant, str):
             malignant = [m.strip() for m in malignant.split(",") if m.strip()]
         return Taxonomy.from_malignant(found, malignant, name=name)
