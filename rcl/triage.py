@@ -210,6 +210,10 @@ def referral(loaded: LoadedModel, result: TriageResult) -> dict:
     """Should this case go to a clinician? ``refer``, ``low``, ``high``, and ``rule`` in words."""
     from rcl.decision import ReferralRule, apply_referral
 
+    if result.unfamiliar:  # no probability band is trustworthy on an input unlike the training data
+        return {"refer": True, "low": None, "high": None,
+                "rule": "unfamiliar image: its features are further from the training data than 95% of "
+                        "validation images"}
     probs = np.asarray([result.probabilities[c] for c in loaded.taxonomy.classes], dtype=np.float64)
     stored = loaded.card.get("extras", {}).get("referral")
     if isinstance(stored, dict):

@@ -37,7 +37,7 @@ def load_rgb(source) -> Image.Image:
     Raises ``ValueError("<name> is not a readable image: <reason>")`` for missing, empty, corrupt or
     non-image input, so callers can report the file and go on.
     """
-    name = str(source) if isinstance(source, (str, Path)) else "the image"
+    name = str(source) if isinstance(source, (str, Path)) else "this file"
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
             source = io.BytesIO(bytes(source))
@@ -49,6 +49,8 @@ def load_rgb(source) -> Image.Image:
             return _to_rgb(image)
     except (OSError, ValueError, SyntaxError, TypeError, Image.DecompressionBombError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
+        if isinstance(exc, Image.UnidentifiedImageError):  # Pillow's message names the stream object
+            reason = "not a recognised image format (jpg, png, bmp, tiff, ...)"
         raise ValueError(f"{name} is not a readable image: {reason}") from exc
 
 

@@ -87,5 +87,5 @@ class ImageArrayDataset(Dataset):
 
 def preprocess(image, image_size: int) -> torch.Tensor:
     """A PIL image (from ``load_rgb``) → (1, 3, S, S) normalised tensor, exactly as in training."""
-    pixels = torch.from_numpy(resize_rgb(image, image_size)).permute(2, 0, 1).unsqueeze(0)
+    pixels = torch.from_numpy(np.array(resize_rgb(image, image_size))).permute(2, 0, 1).unsqueeze(0)  # writable copy
     return normalize(pixels)

@@ -1,0 +1,165 @@
+"""Triage: one image → class probabilities, the risk-calibrated decision, a referral flag, Grad-CAM."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from rcl import paths
+from rcl.losses import COST_SENSITIVE_LOSSES
+from rcl.triage import STACKING
+from ui.common import (
+    DISCLAIMER,
+    current_matrix,
+    finished_rows,
+    guard,
+    matrix_caption,
+    page,
+)
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
+
+page("Triage")
+st.warning(f"⚠️ {DISCLAIMER}")
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=4)
+def load_cached(source: str, mtime: int):
+    from rcl.runs import load_model
+
+    return load_model(source, device="cpu")
+
+
+def exported_models() -> dict[str, str]:
+    root = paths.models_dir()
+    return {f"model: {p.name}": str(p) for p in sorted(root.iterdir()) if (p / "model.json").is_file()}
+
+
+# --- model --------------------------------------------------------------------------------------
+sources = exported_models()
+sources.update({f"run: {r['label']} · {r['id'][:15]}": r["path"] for r in finished_rows()})
+if not sources:
+    st.info("No model to triage with yet. Train one (**Home** → *Train a demo model*, or **Train**), or export "
+            f"a finished run for deployment: `rcl export RUN_DIR --name NAME` (into `{paths.models_dir()}`).")
+    st.stop()
+
+choice = st.selectbox("Model", list(sources), key="triage_model",
+                      help="Exported models (rcl export) first, then finished runs.")
+loaded = None
+with guard("loading the model"):
+    source = Path(sources[choice])
+    stamp = source / ("model.json" if (source / "model.json").is_file() else "model.safetensors")
+    loaded = load_cached(str(source), stamp.stat().st_mtime_ns)
+if loaded is None:
+    st.stop()
+
+dataset = loaded.card.get("dataset", {})
+trained_on = dataset.get("name") or "unknown data"
+if loaded.synthetic:
+    st.warning(f"### ⚠️ This model was trained on SYNTHETIC images ({trained_on}).\n"
+               "Its output on a real photograph or dermoscopy image means **nothing**. Use it only to see how "
+               "the tool works.")
+else:
+    st.caption(f"Trained on **{trained_on}** · {loaded.architecture} · {loaded.image_size} px · "
+               f"classes {', '.join(loaded.taxonomy.classes)}")
+
+matrix = current_matrix(loaded.taxonomy)
+if loaded.card.get("loss") in COST_SENSITIVE_LOSSES:
+    # The costs are already in the training: by default decide with the run's own matrix, scaled on
+    # validation, rather than applying the Severity page's matrix a second time.
+    use_current = st.toggle("Decide under the Severity page's matrix instead of the model's tuned default",
+                            value=False, help=STACKING)
+    if not use_current:
+        matrix = None
+    st.caption("Decision matrix: " + (f"{matrix_caption(matrix)} (set on **Severity matrix**)" if use_current else
+                                      "the model's own, tuned on validation (trained with a cost-sensitive loss)"))
+else:
+    st.caption(f"Decision matrix: {matrix_caption(matrix)} (set on **Severity matrix**)")
+
+# --- image --------------------------------------------------------------------------------------
+left, right = st.columns(2, gap="large")
+with left:
+    from rcl.triage import MAX_UPLOAD_BYTES
+
+    upload = st.file_uploader(f"Upload an image ({', '.join(UPLOAD_TYPES)}; at most {MAX_UPLOAD_BYTES // 2**20} MB)",
+                              type=UPLOAD_TYPES, key="triage_upload")
+    examples = {p.stem.removeprefix("synthetic_"): p for p in sorted(ASSETS.glob("*.png"))}
+    example = st.selectbox("…or a bundled synthetic example", ["(none)", *examples], key="triage_example",
+                           disabled=upload is not None)
+
+image_bytes, image_name = None, None
+if upload is not None:
+    image_bytes, image_name = upload.getvalue(), upload.name
+elif example != "(none)":
+    image_bytes, image_name = examples[example].read_bytes(), examples[example].name
+
+if image_bytes is None:
+    st.info("Upload an image or pick a bundled example to triage it.")
+    st.stop()
+
+result = None
+with guard(f"could not triage {image_name!r}"):
+    from rcl.triage import read_image, referral, triage
+
+    picture = read_image(image_bytes)  # a clear ValueError for anything that is not a readable image
+    result = triage(loaded, image_bytes, matrix)
+if result is None:
+    st.stop()
+
+with left:
+    st.image(picture, caption=f"{image_name} ({picture.width} × {picture.height})", width=300)
+
+with right:
+    refer = referral(loaded, result)
+    if result.unfamiliar:
+        st.error(f"🩺 **Unfamiliar image: refer to a clinician.** {refer['rule'].capitalize()}, so the "
+                 "probabilities below are not to be trusted.")
+    elif refer["refer"]:
+        st.warning(f"🩺 **Refer to a clinician**: the model is uncertain (P(malignant) = "
+                   f"{result.malignant_probability:.2f}). Rule: {refer['rule']}.")
+    else:
+        st.caption(f"Referral: not flagged. Rule: {refer['rule']}.")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("P(malignant)", f"{result.malignant_probability:.2f}")
+    c2.metric("Most likely class", result.argmax)
+    c3.metric("Decision", result.decision, help="Risk-calibrated (Bayes minimum-risk) decision under the matrix")
+    critical = dict(zip(loaded.taxonomy.classes, loaded.taxonomy.is_critical))
+    probs = pd.DataFrame({"class": list(result.probabilities), "probability": list(result.probabilities.values())})
+    fig = go.Figure(go.Bar(
+        x=probs["class"], y=probs["probability"],
+        marker_color=["#D55E00" if critical[c] else "#0072B2" for c in probs["class"]],
+        text=[f"{p:.2f}" for p in probs["probability"]], textposition="outside",
+        hovertemplate="%{x}: %{y:.3f}<extra></extra>",
+    ))
+    fig.update_layout(title="Class probabilities (orange = malignant, blue = benign)", yaxis_range=[0, 1.1],
+                      height=300, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    st.plotly_chart(fig, width="stretch")
+    costs = pd.DataFrame({"answer": list(result.expected_costs), "expected cost": list(result.expected_costs.values())})
+    costs["chosen"] = costs["answer"] == result.decision
+    st.markdown(f"**Expected cost of each answer** under the {result.matrix_source} (lowest is chosen):")
+    st.dataframe(costs, hide_index=True, width="stretch",
+                 column_config={"expected cost": st.column_config.NumberColumn(format="%.3f")})
+    if STACKING in result.flags:
+        st.warning(STACKING)
+
+st.subheader("Grad-CAM: where the model looked")
+with guard("Grad-CAM"):
+    from rcl.triage import gradcam
+
+    target = st.selectbox("Explain the class", ["decision", "most likely", *loaded.taxonomy.classes],
+                          key="cam_target")
+    target_class = {"decision": result.decision, "most likely": result.argmax}.get(target, target)
+    overlay = gradcam(loaded, image_bytes, target=target_class)
+    g1, g2 = st.columns(2)
+    g1.image(picture.resize((overlay.shape[1], overlay.shape[0])), caption="model input (resized)", width=300)
+    g2.image(overlay, caption=f"Grad-CAM for {target_class}", width=300)
+
+st.download_button("Download the result (JSON)",
+                   json.dumps({"image": image_name, **result.to_dict(), "referral": refer}, indent=2),
+                   file_name="triage.json", mime="application/json")
+st.caption(DISCLAIMER)

@@ -1,0 +1,298 @@
+"""Shared set-up of the app tests: tiny trained runs (once per session) and AppTest helpers."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PAGES = {
+    "home": ROOT / "app.py",
+    "matrix": ROOT / "pages" / "1_Severity_matrix.py",
+    "train": ROOT / "pages" / "2_Train.py",
+    "pareto": ROOT / "pages" / "3_Pareto_frontier.py",
+    "confusion": ROOT / "pages" / "4_Confusion.py",
+    "triage": ROOT / "pages" / "5_Triage.py",
+    "card": ROOT / "pages" / "6_Run_card.py",
+}
+TINY_LOSSES = (("ce", 0), ("rcl", 1), ("focal", 2))
+
+
+def make_runs(home: Path, models: Path, cache: Path) -> list[Path]:
+    """Train the tiny runs into ``home`` and export the first to ``models/tiny``."""
+    from rcl.config import TrainConfig
+    from rcl.runs import export_run
+    from rcl.train import run_training
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RCL_HOME", str(home))
+        mp.setenv("RCL_CACHE", str(cache))
+        mp.setenv("RCL_MODELS", str(models))
+        out = []
+        for loss, seed in TINY_LOSSES:
+            config = TrainConfig(data="synthetic", model="small_cnn", epochs=1, image_size=32, limit=300,
+                                 max_steps=3, batch_size=16, loss=loss, seed=seed, name=f"tiny-{loss}")
+            run_training(config, home / f"run-{seed}-{loss}")
+            out.append(home / f"run-{seed}-{loss}")
+        export_run(out[0], "tiny", models_root=models)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, shared_cache) -> dict:
+    base = tmp_path_factory.mktemp("app_runs")
+    home, models = base / "home", base / "models"
+    home.mkdir()
+    runs = make_runs(home, models, shared_cache)
+    return {"home": home, "models": models, "runs": runs}
+
+
+@pytest.fixture
+def with_runs(trained, monkeypatch) -> dict:
+    monkeypatch.setenv("RCL_HOME", str(trained["home"]))
+    monkeypatch.setenv("RCL_MODELS", str(trained["models"]))
+    return trained
+
+
+def app(name: str, timeout: float = 90):
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(PAGES[name]), default_timeout=timeout)
+
+
+def png_bytes(size: int = 64, seed: int = 0) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def texts(at) -> str:
+    """Everything the page wrote, for loose assertions."""
+    parts = []
+    for kind in ("markdown", "caption", "info", "warning", "error", "success", "title", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def no_exception(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+# --- empty data directory: every page says what to do, nothing raises ------------------------------
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_loads_with_no_runs(name):
+    at = app(name).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    if name in ("pareto", "confusion", "card", "triage"):
+        assert "No " in texts(at)
+
+
+def test_home_demo_button_submits_a_job(monkeypatch):
+    from rcl import jobs
+
+    started = []
+    monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: started.append(1) or 0)
+    at = app("home").run()
+    at.button(key="demo_button").click().run()
+    no_exception(at)
+    queued = jobs.JobStore().list()
+    assert len(queued) == 1 and queued[0].config["model"] == "small_cnn" and queued[0].config["data"] == "synthetic"
+    assert started
+    assert any("Demo job" in s.value for s in at.success)
+
+
+# --- with tiny trained runs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_page_loads_with_runs(with_runs, name):
+    at = app(name).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+
+
+def run_id(trained, loss: str) -> str:
+    return next(p.name for p in trained["runs"] if p.name.endswith(f"-{loss}"))
+
+
+def metric_values(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_matrix_sliders_change_live_figures(with_runs):
+    at = app("matrix")
+    at.session_state["selected_run"] = run_id(with_runs, "ce")
+    at.run()
+    no_exception(at)
+    assert at.selectbox(key="taxonomy_choice").value == "selected run"
+    before = metric_values(at)
+    assert "CER" in before
+    at.slider(key="beta_slider").set_value(0.0).run()
+    at.slider(key="alpha_slider").set_value(50.0).run()
+    no_exception(at)
+    after = metric_values(at)
+    assert after != before, (before, after)
+    matrix = at.session_state["matrix"]
+    assert matrix.alpha == 50.0 and matrix.beta == 0.0
+    assert len(at.get("plotly_chart")) >= 2  # heatmap + tier bars
+
+
+def edit_cell(at, row: int, column: str, value) -> None:
+    key = at.session_state["matrix_editor_key"]
+    at.session_state[key] = {"edited_rows": {row: {column: value}}, "added_rows": [], "deleted_rows": []}
+
+
+@pytest.mark.parametrize("value, message", [(-1.0, "finite number >= 0"), (None, "nan")])
+def test_matrix_invalid_cell_shows_error(with_runs, value, message):
+    at = app("matrix").run()
+    edit_cell(at, 0, "NV", value)
+    at.run()
+    no_exception(at)
+    errors = " ".join(e.value for e in at.error)
+    assert "cannot be used" in errors and message in errors.lower(), errors
+
+
+def test_matrix_cell_edit_is_kept_for_other_pages(with_runs):
+    at = app("matrix").run()
+    edit_cell(at, 0, "NV", 100.0)  # MEL called NV: far worse than other misses
+    at.run()
+    no_exception(at)
+    assert not at.error
+    matrix = at.session_state["matrix"]
+    assert matrix.values[0, 1] == 100.0 and not matrix.is_standard
+    at.run()  # the editor re-keys on the new values; the edit stays
+    assert at.session_state["matrix"].values[0, 1] == 100.0
+
+
+def test_matrix_load_json(with_runs):
+    from rcl.severity import SeverityMatrix
+    from rcl.taxonomy import preset
+
+    saved = SeverityMatrix.from_penalties(preset("isic2018"), 3.0, 42.0).to_json().encode()
+    at = app("matrix").run()
+    at.file_uploader(key="matrix_upload").set_value(("m.json", saved, "application/json")).run()
+    no_exception(at)
+    assert at.slider(key="beta_slider").value == 42.0 and at.slider(key="alpha_slider").value == 3.0
+    at.file_uploader(key="matrix_upload").set_value(("bad.json", b"{oops", "application/json")).run()
+    no_exception(at)
+    assert any("not a usable severity matrix" in e.value for e in at.error)
+
+
+def test_matrix_custom_taxonomy(with_runs):
+    at = app("matrix").run()
+    at.selectbox(key="taxonomy_choice").set_value("custom").run()
+    no_exception(at)
+    assert at.session_state["matrix"].taxonomy.classes == ("benign_a", "benign_b", "cancer")
+    assert any("other classes" in w.value for w in at.warning)
+
+
+def test_matrix_notes_cost_sensitive_training(with_runs):
+    at = app("matrix")
+    at.session_state["selected_run"] = run_id(with_runs, "rcl")
+    at.run()
+    no_exception(at)
+    assert any("double-counts" in i.value for i in at.info)
+
+
+def test_triage_upload_real_image(with_runs):
+    at = app("triage").run()
+    lesion = (ROOT / "assets" / "synthetic_MEL.png").read_bytes()  # like the training data
+    at.file_uploader(key="triage_upload").set_value(("lesion.png", lesion, "image/png")).run()
+    no_exception(at)
+    values = metric_values(at)
+    assert set(values) >= {"P(malignant)", "Most likely class", "Decision"}
+    assert any("SYNTHETIC" in w.value for w in at.warning)
+    assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
+
+
+def test_triage_unfamiliar_image_is_referred_loudly(with_runs):
+    at = app("triage").run()
+    at.file_uploader(key="triage_upload").set_value(("noise.png", png_bytes(80), "image/png")).run()
+    no_exception(at)
+    assert any("Unfamiliar image: refer" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_triage_text_file_renamed_jpg(with_runs):
+    at = app("triage").run()
+    at.file_uploader(key="triage_upload").set_value(("scan.jpg", b"this is not an image", "image/jpeg")).run()
+    no_exception(at)
+    assert any("could not triage" in e.value for e in at.error), [e.value for e in at.error]
+    assert "P(malignant)" not in metric_values(at)
+
+
+def test_triage_bundled_example_with_run_model(with_runs):
+    at = app("triage").run()
+    models = at.selectbox(key="triage_model").options
+    assert any(o.startswith("model: tiny") for o in models) and any(o.startswith("run: ") for o in models)
+    at.selectbox(key="triage_model").set_value(next(o for o in models if o.startswith("run: ")))
+    at.selectbox(key="triage_example").set_value("MEL").run()
+    no_exception(at)
+    assert "Decision" in metric_values(at)
+
+
+def test_train_launch_and_bad_config(monkeypatch):
+    from rcl import jobs
+
+    monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: 0)
+    at = app("train").run()
+    no_exception(at)
+    at.number_input(key="train_epochs").set_value(1)
+    at.button[0].click().run()  # Launch
+    no_exception(at)
+    assert any("queued" in s.value for s in at.success), [e.value for e in at.error]
+    assert len(jobs.JobStore().list()) == 1
+    at.radio(key="train_data_choice").set_value("a folder on this machine")
+    at.text_input(key="train_folder").set_value("/no/such/folder")
+    at.button[0].click().run()
+    no_exception(at)
+    assert any("does not exist" in e.value for e in at.error)
+    assert len(jobs.JobStore().list()) == 1
+
+
+def test_train_ablation_grid(monkeypatch):
+    from rcl import jobs
+
+    monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: 0)
+    at = app("train").run()
+    at.button[1].click().run()  # Launch ablation
+    no_exception(at)
+    assert len(jobs.JobStore().list()) == 11  # 4 baselines + 7 RCL configurations, 1 seed
+
+
+def test_pareto_layers_and_csv(with_runs):
+    at = app("pareto").run()
+    no_exception(at)
+    at.toggle(key="pareto_paper").set_value(True)
+    at.toggle(key="pareto_rules").set_value(True).run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    assert any("Paper points" in c.value for c in at.caption)
+    assert len(at.get("download_button")) == 1
+
+
+def test_confusion_toggle(with_runs):
+    at = app("confusion").run()
+    at.toggle(key="confusion_normalise").set_value(True).run()
+    no_exception(at)
+    assert "Fatal misses" in texts(at)
+
+
+def test_run_card_page(with_runs):
+    at = app("card").run()
+    no_exception(at)
+    assert any("# Run card" in m.value for m in at.markdown)
+    assert len(at.get("download_button")) == 2

@@ -1,0 +1,132 @@
+"""rcl.report: run summaries, CIs, confusion views, Type II samples and the run card (no training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rcl import report
+from rcl.metrics import evaluate
+from rcl.runs import load_run
+from rcl.severity import severity_matrix
+from rcl.taxonomy import preset
+
+
+def fake_run(root: Path, name: str, loss: str = "ce", seed: int = 0, flip: float = 0.2, ci: bool = False,
+             images: bool = False) -> Path:
+    """A well-formed run folder with made-up predictions (no training)."""
+    taxonomy = preset("isic2018")
+    rng = np.random.default_rng(seed)
+    n, k = 140, taxonomy.num_classes
+    labels = np.arange(n) % k
+    pred = np.where(rng.random(n) < flip, rng.integers(0, k, n), labels)
+    probs = np.full((n, k), 0.02, dtype=np.float32)
+    probs[np.arange(n), pred] = 1 - 0.02 * (k - 1)
+    ids = np.array([f"img/{i}.png" for i in range(n)])
+    folder = root / name
+    folder.mkdir(parents=True)
+    if images:
+        from PIL import Image
+
+        (folder / "data" / "img").mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (8, 8), (i % 255, 0, 0)).save(folder / "data" / ids[i])
+    test = evaluate(labels, pred, taxonomy).to_dict()
+    if ci:
+        test["ci"] = {"cer": {"value": test["cer"], "low": 0.1, "high": 0.3},
+                      "f1_macro": {"value": test["f1_macro"], "low": 0.5, "high": 0.9}}
+    config = {"train": {"data": "synthetic", "model": "small_cnn", "loss": loss, "alpha": 5.0, "beta": 20.0,
+                        "seed": seed, "epochs": 2, "image_size": 32, "lr": 0.001, "name": None, "select": "f1"},
+              "taxonomy": taxonomy.to_dict(), "matrix": severity_matrix(taxonomy).tolist(),
+              "dataset": {"name": "synthetic", "synthetic": True, "root": str(folder / "data"),
+                          "sizes": {"train": 500, "val": 140, "test": n}, "layout": "synthetic"},
+              "created": "2024-01-01T00:00:00+00:00"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.json").write_text(json.dumps({"test": test, "val": test, "epochs_run": 2,
+                                                     "selected_epoch": 2}))
+    np.savez(folder / "predictions.npz", test_probs=probs, test_labels=labels, test_ids=ids,
+             test_logits=np.log(probs))
+    return folder
+
+
+def test_paper_results_cover_spec():
+    rows = report.PAPER_RESULTS
+    isic = {(r["model"], r["method"]): r for r in rows if r["dataset"] == "ISIC 2018"}
+    assert isic[("ResNet-50", "RCL-Proposed")]["cer"] == pytest.approx(0.1824)
+    assert isic[("ResNet-50", "Focal")]["f1_macro"] == pytest.approx(0.692)
+    assert isic[("ResNet-50", "RCL-Sparse")]["cer"] == pytest.approx(0.0358)
+    assert len([r for r in rows if r["method"] in ("Focal", "RCL-Proposed")]) == 16
+
+
+def test_run_rows_reads_summaries_and_skips_damaged(tmp_path):
+    fake_run(tmp_path, "a", ci=True)
+    fake_run(tmp_path, "b", loss="rcl", seed=1)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{not json")
+    rows = report.run_rows(tmp_path)
+    assert [r["id"] for r in rows] == ["b", "a"]
+    a = rows[1]
+    assert (a["cer_low"], a["cer_high"], a["f1_low"], a["f1_high"]) == (0.1, 0.3, 0.5, 0.9)
+    assert rows[0]["cer_low"] is None and rows[0]["alpha"] == 5.0
+    assert "rcl α=5 β=20" in rows[0]["config"]
+    assert [s[0] for s in report.folder_signature(tmp_path)] == ["broken", "b", "a"]
+
+
+def test_ci_bounds_shapes():
+    assert report.ci_bounds({"cer": [0.1, 0.2]}, "cer") == (0.1, 0.2)
+    assert report.ci_bounds({"cer": {"low": 0.1, "high": None}}, "cer") == (0.1, None)
+    assert report.ci_bounds(None, "cer") == (None, None)
+
+
+def test_run_ci_computes_when_not_stored(tmp_path):
+    run = load_run(fake_run(tmp_path, "a"))
+    ci = report.run_ci(run, n_resamples=200)
+    low, high = report.ci_bounds(ci, "cer")
+    assert low is not None and low <= run.metrics["test"]["cer"] <= high
+
+
+def test_front_flags():
+    rows = [{"cer": 0.1, "f1_macro": 0.5}, {"cer": 0.2, "f1_macro": 0.4}, {"cer": None, "f1_macro": 0.9}]
+    assert report.front_flags(rows) == [True, False, False]
+
+
+def test_confusion_view_normalises_rows_and_rejects_bad_shape():
+    taxonomy = preset("brain_mri")
+    view = report.confusion_view(np.eye(4, dtype=int) * 3 + 1, taxonomy, normalise=True)
+    assert np.allclose(view["values"].sum(axis=1), 1)
+    assert view["tiers"].shape == (4, 4)
+    with pytest.raises(ValueError, match="expected 4"):
+        report.confusion_view(np.ones((3, 3)), taxonomy)
+
+
+def test_type2_samples_with_and_without_images(tmp_path):
+    run = load_run(fake_run(tmp_path, "a", flip=0.6, images=True))
+    samples = report.type2_samples(run)
+    assert samples and all(s["path"] for s in samples)
+    malignant = set(run.taxonomy.malignant)
+    assert all(s["true"] in malignant and s["predicted"] not in malignant for s in samples)
+    run2 = load_run(fake_run(tmp_path, "b", flip=0.6))
+    assert all(s["path"] is None for s in report.type2_samples(run2))
+
+
+def test_run_card_markdown_and_html(tmp_path):
+    a = load_run(fake_run(tmp_path, "a", flip=0.1, ci=True))
+    b = load_run(fake_run(tmp_path, "b", loss="rcl", seed=3, flip=0.5))
+    text = report.run_card_markdown(a, [a, b])
+    for needle in ("# Run card", "Research tool", "SYNTHETIC", "Severity matrix", "| **MEL** |",
+                   "Critical Error Rate", "95% CI 10.0% – 30.0%", "Type II (fatal miss)", "Pareto front"):
+        assert needle in text, needle
+    html = report.run_card_html(a, [a, b])
+    assert html.startswith("<!doctype html>") and "<table>" in html and "<h1>" in html
+    assert "<script" not in html
+    assert "dominated" in report.run_card_markdown(b, [a, b]) or "front" in report.run_card_markdown(b, [a, b])
+
+
+def test_run_card_refuses_unfinished(tmp_path):
+    folder = fake_run(tmp_path, "a")
+    (folder / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="not finished"):
+        report.run_card_markdown(load_run(folder))
