@@ -221,6 +221,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--model", default="small_cnn")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="train nothing: write the tables from the runs finished so far")
     args = parser.parse_args()
 
     if not Path(args.data).is_dir():
@@ -228,7 +230,7 @@ def main() -> None:
     runs = Path(args.runs) if args.runs else paths.home() / "bench-ham10000"
     base = TrainConfig(data=args.data, preset="isic2018", model=args.model, image_size=args.image_size,
                        epochs=args.epochs, lr=args.lr, patience=None, select="f1")
-    result = run_ablation(ablation_configs(base, range(args.seeds)), runs)
+    result = run_ablation(ablation_configs(base, range(args.seeds)), runs, train=not args.summarise_only)
     summary = result["summary"]
 
     paper = ["| method | paper CER (%) | paper F1-macro |", "|---|---|---|"]
@@ -238,7 +240,8 @@ def main() -> None:
         "",
         f"Produced by `benchmarks/ham10000.py`: {args.model} from scratch at {args.image_size} px, {args.epochs} epochs, "
         f"AdamW lr {args.lr:g}, batch 32, cosine schedule, {args.seeds} seeds, lesion-grouped 70/15/15 split, "
-        "checkpoint chosen by validation F1, CPU. Test-split figures, mean ± std over seeds.",
+        "checkpoint chosen by validation F1, CPU. Test-split figures, mean ± std over the seeds finished "
+        "(the seeds column; std is 0 for one seed).",
         "",
         result["markdown"],
         headline(summary),

@@ -155,7 +155,7 @@ with right:
             from rcl.losses import COST_SENSITIVE_LOSSES
 
             pred = run.predictions("test")
-            result = redecide(pred["probs"], pred["labels"], run.taxonomy, matrix)
+            result = redecide(run.calibrated_probs("test"), pred["labels"], run.taxonomy, matrix)
             stored = run.metrics.get("test", {})
             st.caption(f"{run.label} · {result.n} test images · Bayes minimum-risk decision under the matrix, "
                        "compared with the model's argmax")

@@ -32,7 +32,7 @@ def cached_frontier(keys: tuple[tuple[str, int], ...]) -> list[dict]:
     for path, _ in keys:
         run = get_run(path)
         pred = run.predictions("test")
-        entries.append({"run_id": run.id, "loss": run.train["loss"], "probs": pred["probs"],
+        entries.append({"run_id": run.id, "loss": run.train["loss"], "probs": run.calibrated_probs("test"),
                         "labels": pred["labels"], "taxonomy": run.taxonomy})
     return frontier(entries)
 

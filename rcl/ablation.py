@@ -72,8 +72,13 @@ def to_markdown(summary: pd.DataFrame, title: str = "") -> str:
 
 
 def run_ablation(configs: Sequence[TrainConfig], out: Path,
-                 callback_factory: Callable[[TrainConfig], Callable[[dict], None]] | None = None) -> dict:
-    """Train every config into ``out/<name>`` (resuming finished ones), then write the tables."""
+                 callback_factory: Callable[[TrainConfig], Callable[[dict], None]] | None = None,
+                 train: bool = True) -> dict:
+    """Train every config into ``out/<name>`` (skipping finished ones), then write the tables.
+
+    With ``train=False`` nothing is trained: the tables cover the runs finished so far (their
+    ``seeds`` column says how many), e.g. to report a long benchmark while it is still running.
+    """
     from rcl.runs import load_run
     from rcl.train import run_training
 
@@ -83,10 +88,14 @@ def run_ablation(configs: Sequence[TrainConfig], out: Path,
         run_dir = out / config.name
         if (run_dir / "metrics.json").is_file():
             metrics = load_run(run_dir).metrics  # already done: an interrupted ablation picks up where it was
-        else:
+        elif train:
             callback = callback_factory(config) if callback_factory else None
             metrics = run_training(config, run_dir, callback)
+        else:
+            continue
         rows.append({"name": config.name, "metrics": metrics})
+    if not rows:
+        raise ValueError(f"no finished runs in {out}")
     summary = summarise(rows)
     csv_path, md_path = out / "results.csv", out / "results.md"
     summary.to_csv(csv_path, index=False)

@@ -73,6 +73,17 @@ class Run:
                 raise ValueError(f"run {self.id} stored no {split!r} predictions")
             return {k.removeprefix(f"{split}_"): data[k] for k in keys}
 
+    def calibrated_probs(self, split: str = "test") -> np.ndarray:
+        """Probabilities for decisions: the logits scaled by the temperature fitted on validation
+        (argmax is unchanged; Bayes decisions and referral bands depend on calibration)."""
+        from rcl.calibration import apply_temperature
+
+        stored = self.predictions(split)
+        temperature = self.metrics.get("calibration", {}).get("temperature")
+        if temperature is None or "logits" not in stored:
+            return stored["probs"]
+        return apply_temperature(stored["logits"], temperature)
+
     def reselect(self, rule: str, cer_cap: float | None = None, f1_floor: float | None = None) -> dict:
         """Apply another checkpoint-selection rule to this finished run, without retraining.
 

@@ -214,3 +214,15 @@ def test_evaluate_ood_only_on_data_of_other_classes(trained, tmp_path, capsys):
     assert main(["evaluate", str(trained), "--data", other, "--ood-only", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert "test" not in result and result["ood"]["n"] == 12 and result["ood"]["flagged_share"] >= 0.9
+
+
+def test_decisions_use_temperature_calibrated_probabilities(trained):
+    from rcl.calibration import apply_temperature
+    from rcl.runs import load_run
+
+    run = load_run(trained)
+    stored = run.predictions("test")
+    calibrated = run.calibrated_probs("test")
+    np.testing.assert_allclose(calibrated, apply_temperature(stored["logits"], run.metrics["calibration"]["temperature"]),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(calibrated.argmax(1), stored["probs"].argmax(1))
