@@ -42,7 +42,7 @@ def main() -> None:
     precision = Precision(device, enabled=False)
     loss_fn = make_loss("rcl", taxonomy=taxonomy)
     torch.manual_seed(0)
-    model = make_model(args.model, taxonomy.num_classes)
+    model = make_model(args.model, taxonomy.num_classes, image_size=args.image_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     loader = make_loader(run_data, "train", config, device, torch.Generator().manual_seed(0))

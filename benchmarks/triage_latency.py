@@ -27,7 +27,7 @@ IMAGE = Path(__file__).resolve().parents[1] / "assets" / "synthetic_MEL.png"
 
 def bench(name: str, repeats: int, image: bytes, size: int = 224) -> dict:
     taxonomy = preset("isic2018")
-    model = make_model(name, taxonomy.num_classes).eval()
+    model = make_model(name, taxonomy.num_classes, image_size=size).eval()
     loaded = LoadedModel(model, taxonomy, severity_matrix(taxonomy), size, name, Path("."), {"dataset": {}})
     for _ in range(3):  # warm-up: first calls allocate and pick kernels
         triage(loaded, image)

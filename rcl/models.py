@@ -65,8 +65,22 @@ def check_model_name(name: str) -> None:
     raise ValueError(f"unknown model {name!r}: use {', '.join(CPU_MODELS + PAPER_MODELS)} or any timm model name.{hint}")
 
 
-def make_model(name: str, num_classes: int, pretrained: bool = False, weights: str | Path | None = None) -> nn.Module:
-    """A backbone with a ``num_classes`` head, optionally with pretrained or local weights."""
+def _create_timm(name: str, num_classes: int, pretrained: bool, image_size: int | None) -> nn.Module:
+    """Transformers have a fixed input size (position embeddings): build them for the run's image
+    size (timm resamples pretrained position embeddings). CNNs take any size and no such argument."""
+    if image_size is not None:
+        try:
+            return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, img_size=image_size)
+        except TypeError as exc:
+            if "img_size" not in str(exc):
+                raise
+    return timm.create_model(name, pretrained=pretrained, num_classes=num_classes)
+
+
+def make_model(name: str, num_classes: int, pretrained: bool = False, weights: str | Path | None = None,
+               image_size: int | None = None) -> nn.Module:
+    """A backbone with a ``num_classes`` head for ``image_size`` inputs, optionally with pretrained
+    or local weights."""
     check_model_name(name)
     if name in LOCAL_MODELS:
         if pretrained:
@@ -74,7 +88,7 @@ def make_model(name: str, num_classes: int, pretrained: bool = False, weights: s
         model = LOCAL_MODELS[name](num_classes)
     else:
         try:
-            model = timm.create_model(name, pretrained=pretrained and weights is None, num_classes=num_classes)
+            model = _create_timm(name, num_classes, pretrained and weights is None, image_size)
         except Exception as exc:  # hub errors come in many types (OSError, HTTP, LocalEntryNotFound...)
             if not pretrained:
                 raise

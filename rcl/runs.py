@@ -248,7 +248,7 @@ def load_model(source: str | Path, device: str = "cpu") -> LoadedModel:
         card = {"dataset": run.config.get("dataset", {}), "metrics": run.metrics,
                 "extras": {k: run.metrics[k] for k in EXTRAS if k in run.metrics},
                 "loss": run.train["loss"]}
-    model = make_model(architecture, taxonomy.num_classes)
+    model = make_model(architecture, taxonomy.num_classes, image_size=image_size)
     model.load_state_dict(read_state_dict(source / "model.safetensors"))
     model.eval().to(torch.device(device))
     ood = MahalanobisDetector.load(source / OOD_FILE) if (source / OOD_FILE).is_file() else None

@@ -250,7 +250,8 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
     loss_fn = build_loss(config, taxonomy, matrix, class_counts).to(device)
 
     torch.manual_seed(config.seed)
-    model = make_model(config.model, taxonomy.num_classes, pretrained=config.pretrained, weights=config.weights)
+    model = make_model(config.model, taxonomy.num_classes, pretrained=config.pretrained, weights=config.weights,
+                       image_size=config.image_size)
     model.to(device)
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)

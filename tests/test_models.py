@@ -69,3 +69,15 @@ def test_device_selection_never_assumes_cuda():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU is available"):
             pick_device("cuda")
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "resnet18"])
+def test_models_are_built_for_the_runs_image_size(name):
+    model = make_model(name, num_classes=4, image_size=64)  # a ViT's position embeddings follow the size
+    assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 4)
+
+
+def test_the_papers_backbones_build_with_a_k_class_head():
+    for name in ("resnet50", "vit_base_patch16_224"):
+        model = make_model(name, num_classes=7, image_size=224)
+        assert model.get_classifier().out_features == 7
