@@ -192,9 +192,10 @@ def matched_f1_section(run_dirs: list[Path]) -> str:
         rows.append(("RCL-Proposed + argmax", 1.0, reference["test"], None))
         for method in ("CE", "RCL-Proposed"):
             val = arrays[method]["val"]
+            scales = (0.0, *DEFAULT_SCALES)  # s = 0 is plain argmax: matching may need no cost at all
             gaps = [abs(evaluate(val["labels"], decide(val["probs"], scaled_matrix(matrix, s)), taxonomy).f1_macro - target_f1)
-                    for s in DEFAULT_SCALES]
-            scale = DEFAULT_SCALES[int(np.argmin(gaps))]
+                    for s in scales]
+            scale = scales[int(np.argmin(gaps))]
             rows.append((f"{method} + Bayes (scale matched on val F1)", scale, arrays[method]["test"],
                          scaled_matrix(matrix, scale)))
     if not rows:
@@ -239,7 +240,7 @@ def main() -> None:
         "# HAM10000 (ISIC 2018 Task 3) ablation",
         "",
         f"Produced by `benchmarks/ham10000.py`: {args.model} from scratch at {args.image_size} px, {args.epochs} epochs, "
-        f"AdamW lr {args.lr:g}, batch 32, cosine schedule, {args.seeds} seeds, lesion-grouped 70/15/15 split, "
+        f"AdamW lr {args.lr:g}, batch 32, cosine schedule, {args.seeds} seeds requested, lesion-grouped 70/15/15 split, "
         "checkpoint chosen by validation F1, CPU. Test-split figures, mean ± std over the seeds finished "
         "(the seeds column; std is 0 for one seed).",
         "",
@@ -259,6 +260,7 @@ def main() -> None:
     run_dirs = sorted(d for d in runs.iterdir() if (d / "metrics.json").is_file() and method_of(d.name) in ANALYSED_METHODS)
     rows = combination_rows(run_dirs)
     text += "\n".join([
+        "",
         "## Training the costs in, or deciding with them? (at matched F1)",
         "",
         "\"CE + Bayes decision\" against \"RCL-Proposed + argmax\" and \"RCL + Bayes decision\": the Bayes "
@@ -279,6 +281,7 @@ def main() -> None:
         (RESULTS / "ham10000_ood_brain_mri.json").write_text(json.dumps(results, indent=2))
         in_dist = {d.name: load_run(d).metrics["ood"]["test_flagged"] for d in ood_runs}
         text += "\n".join([
+            "",
             "## Unfamiliar images: Brain Tumor MRI shown to HAM10000 models",
             "",
             "`rcl evaluate RUN --data ../shared/data/brain-tumor-mri --ood-only` (full output: "
