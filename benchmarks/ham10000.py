@@ -192,10 +192,9 @@ def matched_f1_section(run_dirs: list[Path]) -> str:
         rows.append(("RCL-Proposed + argmax", 1.0, reference["test"], None))
         for method in ("CE", "RCL-Proposed"):
             val = arrays[method]["val"]
-            scales = (0.0, *DEFAULT_SCALES)  # s = 0 is plain argmax: matching may need no cost at all
             gaps = [abs(evaluate(val["labels"], decide(val["probs"], scaled_matrix(matrix, s)), taxonomy).f1_macro - target_f1)
-                    for s in scales]
-            scale = scales[int(np.argmin(gaps))]
+                    for s in DEFAULT_SCALES]  # includes s = 0, plain argmax
+            scale = DEFAULT_SCALES[int(np.argmin(gaps))]
             rows.append((f"{method} + Bayes (scale matched on val F1)", scale, arrays[method]["test"],
                          scaled_matrix(matrix, scale)))
     if not rows:

@@ -30,7 +30,8 @@ DEFAULT_ALPHAS: tuple[float, ...] = (1, 2, 5, 10)
 DEFAULT_BETAS: tuple[float, ...] = (1, 2, 5, 10, 20, 50)
 # Scales tried by tune_decision_scale: a log grid from barely cost-sensitive to extreme, plus 1
 # (the matrix as the clinician wrote it).
-DEFAULT_SCALES: tuple[float, ...] = tuple(sorted({*np.geomspace(0.05, 100, 34).tolist(), 1.0}))
+# s = 0 (plain argmax) is a candidate: for a model trained with the costs, adding none may be best.
+DEFAULT_SCALES: tuple[float, ...] = tuple(sorted({0.0, *np.geomspace(0.05, 100, 34).tolist(), 1.0}))
 # fit_referral considers at most this many band edges (quantiles of the malignancy probability):
 # all pairs are scored at once, so this bounds memory at ~MAX_BAND_EDGES² values.
 MAX_BAND_EDGES = 513

@@ -276,3 +276,14 @@ def test_tuned_scale_meets_the_validation_target():
     assert again.cer == tuned["cer"] and again.f1_macro == tuned["f1_macro"]
     unreachable = rcl.tune_decision_scale(probs, labels, ISIC, matrix, target_cer=0.0, scales=[0.1, 1])
     assert not unreachable["met_target"] and unreachable["scale"] == 1  # the lower-CER one
+
+
+def test_tuned_scale_may_add_no_cost_at_all():
+    """A model trained with the costs may already be right: s = 0 (argmax) must be a candidate."""
+    from rcl.decision import tune_decision_scale
+
+    taxonomy = rcl.Taxonomy.from_malignant(["a", "b", "m"], ["m"])
+    probs = np.array([[0.6, 0.0, 0.4]] * 5 + [[0.0, 0.9, 0.1]] * 5 + [[0.1, 0.0, 0.9]] * 5)
+    labels = np.array([0] * 5 + [1] * 5 + [2] * 5)  # argmax is perfect; any extra cost flips the first five
+    tuned = tune_decision_scale(probs, labels, taxonomy, rcl.severity_matrix(taxonomy, 5, 20), target_cer=0.0)
+    assert tuned["scale"] == 0.0 and tuned["f1_macro"] == 1.0
