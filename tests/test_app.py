@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import os
-from pathlib import Path
 
-import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT, make_runs, png_bytes
 
 PAGES = {
     "home": ROOT / "app.py",
@@ -20,29 +16,6 @@ PAGES = {
     "triage": ROOT / "pages" / "5_Triage.py",
     "card": ROOT / "pages" / "6_Run_card.py",
 }
-TINY_LOSSES = (("ce", 0), ("rcl", 1), ("focal", 2))
-
-
-def make_runs(home: Path, models: Path, cache: Path) -> list[Path]:
-    """Train the tiny runs into ``home`` and export the first to ``models/tiny``."""
-    from rcl.config import TrainConfig
-    from rcl.runs import export_run
-    from rcl.train import run_training
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RCL_HOME", str(home))
-        mp.setenv("RCL_CACHE", str(cache))
-        mp.setenv("RCL_MODELS", str(models))
-        out = []
-        for loss, seed in TINY_LOSSES:
-            config = TrainConfig(data="synthetic", model="small_cnn", epochs=1, image_size=32, limit=300,
-                                 max_steps=3, batch_size=16, loss=loss, seed=seed, name=f"tiny-{loss}")
-            run_training(config, home / f"run-{seed}-{loss}")
-            out.append(home / f"run-{seed}-{loss}")
-        export_run(out[0], "tiny", models_root=models)
-    return out
-
-
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, shared_cache) -> dict:
     base = tmp_path_factory.mktemp("app_runs")
@@ -63,15 +36,6 @@ def app(name: str, timeout: float = 90):
     from streamlit.testing.v1 import AppTest
 
     return AppTest.from_file(str(PAGES[name]), default_timeout=timeout)
-
-
-def png_bytes(size: int = 64, seed: int = 0) -> bytes:
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    buffer = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def texts(at) -> str:
