@@ -262,10 +262,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"no runs in {paths.home()} yet: try `rcl train --data synthetic --epochs 3`")
     else:
         for r in rows:
-            for key in ("test_cer", "test_f1", "test_acc"):
+            for key in ("cer", "f1_macro", "accuracy"):
                 r[key] = None if r[key] is None else f"{r[key]:.3f}"
-        print_table(rows, ["id", "status", "data", "model", "loss", "alpha", "beta", "seed", "epochs",
-                           "test_cer", "test_f1", "test_acc"])
+        print_table(rows, ["id", "status", "dataset", "model", "loss", "alpha", "beta", "seed", "epochs",
+                           "cer", "f1_macro", "accuracy"])
     return 0
 
 

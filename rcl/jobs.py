@@ -482,20 +482,12 @@ def progress_reporter(job_id: int | str, store: JobStore | None = None) -> Calla
 
 
 def job_history(job: Job | int | str, store: JobStore | None = None) -> list[dict]:
-    """Per-epoch validation metrics so far, from the run folder's ``history.jsonl``.
+    """Per-epoch validation metrics so far, from the run folder's ``history.jsonl``."""
+    from rcl.runs import read_history
 
-    The trainer rewrites that file each epoch, so a reader may catch it half-written: lines that
-    do not parse are skipped, never an error.
-    """
     if not isinstance(job, Job):
         job = (store or JobStore()).get(job)
-    path = job.run_dir / "history.jsonl"
-    rows = []
-    with contextlib.suppress(FileNotFoundError):
-        for line in path.read_text().splitlines():
-            with contextlib.suppress(json.JSONDecodeError):
-                rows.append(json.loads(line))
-    return rows
+    return read_history(job.run_dir)
 
 
 def _tail(path: Path, lines: int) -> str:

@@ -10,16 +10,14 @@ from __future__ import annotations
 import contextlib
 import html
 import json
-import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from rcl import paths
 from rcl.metrics import TIER_LABELS, TIERS, error_tiers, pareto_front, tier_matrix
-from rcl.runs import Run, load_run
+from rcl.runs import Run, list_runs, loss_label, run_folders
 from rcl.taxonomy import Taxonomy
 
 # SPEC "Published results" (paper Tables III and V): test CER (fraction), F1-macro, accuracy.
@@ -60,80 +58,22 @@ PAPER_RESULTS: list[dict] = _paper_results()
 
 
 def ci_bounds(ci, metric: str) -> tuple[float | None, float | None]:
-    """``(low, high)`` of ``metric`` from a stored ``ci`` dict, whatever shape it was stored in.
-
-    Accepts ``{"cer": [lo, hi]}``, ``{"cer": {"low": .., "high": ..}}`` (also ``lo/hi``, ``lower/upper``)
-    and ``{"cer": {"ci": [lo, hi]}}``; anything else gives ``(None, None)``.
-    """
-    if not isinstance(ci, dict):
+    """``(low, high)`` of ``metric`` from a ``bootstrap_ci`` result (``None`` where undefined)."""
+    value = ci.get(metric) if isinstance(ci, dict) else None
+    if not isinstance(value, dict):
         return None, None
-    value = ci.get(metric)
-    if isinstance(value, dict):
-        for lo, hi in (("low", "high"), ("lo", "hi"), ("lower", "upper"), ("ci_low", "ci_high")):
-            if lo in value and hi in value:
-                return _num(value[lo]), _num(value[hi])
-        value = value.get("ci")
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return _num(value[0]), _num(value[1])
-    return None, None
-
-
-def _num(value) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+    return value.get("low"), value.get("high")
 
 
 def config_text(train: dict) -> str:
     """One line describing a training config, for hover labels."""
-    loss = train.get("loss", "?")
-    if loss in ("rcl", "expected_risk"):
-        loss = f"{loss} α={train.get('alpha', 0):g} β={train.get('beta', 0):g}"
-    return (f"{loss} · {train.get('model', '?')} · {train.get('image_size', '?')} px · "
+    return (f"{loss_label(train)} · {train.get('model', '?')} · {train.get('image_size', '?')} px · "
             f"{train.get('epochs', '?')} epochs · lr {train.get('lr', 0):g} · seed {train.get('seed', '?')}")
 
 
 def run_row(run: Run) -> dict:
-    """One flat row per run: identity, config and test metrics (with stored CIs when present)."""
-    t = run.train
-    metrics = run.metrics
-    test = metrics.get("test", {})
-    dataset = run.config.get("dataset", {})
-    tiers = test.get("tiers", {})
-    return with_ci({
-        "id": run.id,
-        "label": run.label,
-        "status": "done" if run.finished else "incomplete",
-        "dataset": dataset.get("name", t.get("data")),
-        "synthetic": bool(dataset.get("synthetic", t.get("data") == "synthetic")),
-        "taxonomy": run.config.get("taxonomy", {}).get("name"),
-        "model": t.get("model"),
-        "loss": t.get("loss"),
-        "alpha": t.get("alpha") if t.get("loss") in ("rcl", "expected_risk") else None,
-        "beta": t.get("beta") if t.get("loss") in ("rcl", "expected_risk") else None,
-        "seed": t.get("seed"),
-        "epochs": metrics.get("epochs_run"),
-        "cer": test.get("cer"),
-        "f1_macro": test.get("f1_macro"),
-        "accuracy": test.get("accuracy"),
-        "type_2": tiers.get("type_2"),
-        "type_1": tiers.get("type_1"),
-        "visual_ambiguity": tiers.get("visual_ambiguity"),
-        "n_test": test.get("n"),
-        "config": config_text(t),
-        "created": run.config.get("created"),
-        "path": str(run.path),
-    }, test.get("ci") or {})
-
-
-def run_folders(root: str | Path | None = None) -> list[Path]:
-    """Run folders directly under ``root`` (default: the data directory), newest name first."""
-    root = Path(root) if root is not None else paths.home()
-    if not root.is_dir():
-        return []
-    return [c for c in sorted(root.iterdir(), reverse=True) if (c / "config.json").is_file()]
+    """``Run.summary()`` plus a config line and the stored test CIs, when present."""
+    return with_ci({**run.summary(), "config": config_text(run.train)}, run.metrics.get("test", {}).get("ci") or {})
 
 
 def folder_signature(root: str | Path | None = None) -> tuple:
@@ -151,13 +91,10 @@ def folder_signature(root: str | Path | None = None) -> tuple:
 
 
 def run_rows(root: str | Path | None = None, finished_only: bool = True) -> list[dict]:
-    """``run_row`` for every readable run folder; damaged folders are skipped, never fatal."""
+    """``run_row`` for every readable run; damaged folders are skipped, never fatal."""
     rows = []
-    for folder in run_folders(root):
+    for run in list_runs(root, finished_only=finished_only):
         try:
-            run = load_run(folder)
-            if finished_only and not run.finished:
-                continue
             rows.append(run_row(run))
         except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError):
             continue
@@ -391,7 +328,7 @@ def _markdown_to_html(markdown: str) -> str:
     return "\n".join(out)
 
 
-__all__ = ["PAPER_RESULTS", "run_row", "run_ci", "with_ci", "run_rows", "run_folders", "folder_signature", "front_flags",
+__all__ = ["PAPER_RESULTS", "run_row", "run_ci", "with_ci", "run_rows", "folder_signature", "front_flags",
            "confusion_view", "tier_totals", "type2_samples", "frontier_position", "run_card_markdown",
            "run_card_html", "ci_bounds", "config_text"]
 

@@ -25,6 +25,25 @@ MODEL_CARD = "model.json"
 EXTRAS = ("calibration", "decision", "referral", "ood")
 
 
+def read_history(run_dir: str | Path) -> list[dict]:
+    """Per-epoch rows of a run folder's ``history.jsonl`` (empty before the first epoch ends).
+
+    The trainer replaces the file atomically each epoch, so a reader never sees half of it.
+    """
+    path = Path(run_dir) / "history.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def loss_label(train: dict) -> str:
+    """``rcl α=5 β=20`` for the matrix losses, the loss name otherwise."""
+    loss = train.get("loss", "?")
+    if loss in ("rcl", "expected_risk"):
+        return f"{loss} α={train.get('alpha', 0):g} β={train.get('beta', 0):g}"
+    return loss
+
+
 @dataclass
 class Run:
     """A finished or in-progress run folder, read lazily."""
@@ -57,10 +76,7 @@ class Run:
         return json.loads((self.path / "metrics.json").read_text()) if self.finished else {}
 
     def history(self) -> list[dict]:
-        path = self.path / "history.jsonl"
-        if not path.is_file():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_history(self.path)
 
     def predictions(self, split: str = "test") -> dict[str, np.ndarray]:
         """``probs``, ``logits``, ``labels`` and ``ids`` of a split, as stored."""
@@ -112,27 +128,45 @@ class Run:
     def label(self) -> str:
         """A short name for tables and legends."""
         t = self.train
-        loss = t["loss"] if t["loss"] not in ("rcl", "expected_risk") else f"{t['loss']} α={t['alpha']:g} β={t['beta']:g}"
-        return t.get("name") or f"{loss} · {t['model']} · seed {t['seed']}"
+        return t.get("name") or f"{loss_label(t)} · {t['model']} · seed {t['seed']}"
 
     def summary(self) -> dict:
-        """One row of ``rcl runs``."""
+        """One flat row: identity, config and test metrics (``rcl runs``, the app's tables)."""
         t, test = self.train, self.metrics.get("test", {})
+        dataset, tiers = self.config.get("dataset", {}), test.get("tiers", {})
+        matrix_loss = t["loss"] in ("rcl", "expected_risk")
         return {
             "id": self.id,
+            "label": self.label,
             "status": "done" if self.finished else "incomplete",
-            "data": self.config.get("dataset", {}).get("name", t["data"]),
+            "dataset": dataset.get("name", t["data"]),
+            "synthetic": bool(dataset.get("synthetic", t["data"] == "synthetic")),
+            "taxonomy": self.config["taxonomy"].get("name"),
             "model": t["model"],
             "loss": t["loss"],
-            "alpha": t["alpha"] if t["loss"] in ("rcl", "expected_risk") else None,
-            "beta": t["beta"] if t["loss"] in ("rcl", "expected_risk") else None,
+            "alpha": t["alpha"] if matrix_loss else None,
+            "beta": t["beta"] if matrix_loss else None,
             "seed": t["seed"],
             "epochs": self.metrics.get("epochs_run"),
-            "test_cer": test.get("cer"),
-            "test_f1": test.get("f1_macro"),
-            "test_acc": test.get("accuracy"),
+            "cer": test.get("cer"),
+            "f1_macro": test.get("f1_macro"),
+            "accuracy": test.get("accuracy"),
+            "type_2": tiers.get("type_2"),
+            "type_1": tiers.get("type_1"),
+            "visual_ambiguity": tiers.get("visual_ambiguity"),
+            "n_test": test.get("n"),
+            "created": self.config.get("created"),
             "path": str(self.path),
         }
+
+
+def run_folders(root: str | Path | None = None) -> list[Path]:
+    """Folders directly under ``root`` (default: the data directory) holding a ``config.json``,
+    newest name first."""
+    root = Path(root) if root is not None else paths.home()
+    if not root.is_dir():
+        return []
+    return [c for c in sorted(root.iterdir(), reverse=True) if c.is_dir() and (c / "config.json").is_file()]
 
 
 def load_run(path: str | Path) -> Run:
@@ -157,16 +191,14 @@ def list_runs(root: str | Path | None = None, finished_only: bool = False) -> li
 
     A folder that cannot be read is skipped, never fatal: one damaged run must not hide the rest.
     """
-    root = Path(root) if root is not None else paths.home()
     runs = []
-    for child in sorted(root.iterdir(), reverse=True) if root.is_dir() else []:
-        if child.is_dir() and (child / "config.json").is_file():
-            try:
-                run = load_run(child)
-            except ValueError:
-                continue
-            if run.finished or not finished_only:
-                runs.append(run)
+    for folder in run_folders(root):
+        try:
+            run = load_run(folder)
+        except ValueError:
+            continue
+        if run.finished or not finished_only:
+            runs.append(run)
     return runs
 
 

@@ -35,6 +35,7 @@ from rcl.losses import COST_SENSITIVE_LOSSES, make_loss
 from rcl.metrics import evaluate
 from rcl.models import make_model, pick_device, read_state_dict
 from rcl.ood import OOD_FILE, extract_features, fit_mahalanobis
+from rcl.runs import read_history
 from rcl.selection import select_epoch
 from rcl.severity import cost_matrix, severity_matrix, validate_matrix
 from rcl.taxonomy import Taxonomy
@@ -212,11 +213,15 @@ def versions() -> dict:
             "numpy": np.__version__, "python": platform.python_version()}
 
 
-def _write_json(path: Path, data) -> None:
-    """Atomic write: a reader (the app, a job monitor) never sees half a file."""
+def _write_atomic(path: Path, text: str) -> None:
+    """A reader (the app, a job monitor) sees the old file or the new one, never half of one."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float))
+    tmp.write_text(text)
     tmp.replace(path)
+
+
+def _write_json(path: Path, data) -> None:
+    _write_atomic(path, json.dumps(data, indent=2, default=float))
 
 
 def _seed_everything(seed: int) -> None:
@@ -289,7 +294,7 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             start_epoch = int(state["epoch"])
-            history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()][:start_epoch]
+            history = read_history(out)[:start_epoch]
             with np.load(out / "epochs.npz") as saved:
                 for split in epoch_logits:
                     epoch_logits[split] = list(saved[f"{split}_logits"][:start_epoch])
@@ -324,8 +329,7 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
                            val_accuracy=metrics["accuracy"], val_expected_cost=metrics["expected_cost"])
         row["seconds"] = round(time.perf_counter() - began, 3)
         history.append(row)
-        with (out / "history.jsonl").open("w") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in history)
+        _write_atomic(out / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         np.savez(out / "epochs.npz", **{f"{s}_logits": np.stack(v) for s, v in epoch_logits.items()})
 
         chosen = select_epoch(history, config.select, config.cer_cap, config.f1_floor)

@@ -75,10 +75,9 @@ def test_run_rows_reads_summaries_and_skips_damaged(tmp_path):
     assert [s[0] for s in report.folder_signature(tmp_path)] == ["broken", "b", "a"]
 
 
-def test_ci_bounds_shapes():
-    assert report.ci_bounds({"cer": [0.1, 0.2]}, "cer") == (0.1, 0.2)
-    assert report.ci_bounds({"cer": {"low": 0.1, "high": None}}, "cer") == (0.1, None)
-    assert report.ci_bounds(None, "cer") == (None, None)
+def test_ci_bounds_of_a_bootstrap_result():
+    assert report.ci_bounds({"cer": {"value": 0.15, "low": 0.1, "high": None}}, "cer") == (0.1, None)
+    assert report.ci_bounds({}, "cer") == report.ci_bounds(None, "cer") == (None, None)
 
 
 def test_run_ci_computes_when_not_stored(tmp_path):
