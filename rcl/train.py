@@ -467,6 +467,8 @@ def evaluate_external(run_dir: str | Path, data: str, preset: str | None = None,
     """
     from rcl.runs import load_model
 
+    if not Path(data).expanduser().exists():
+        raise ValueError(f"dataset {str(data)!r} does not exist")
     loaded = load_model(run_dir)
     if ood_only and loaded.ood is None:
         raise ValueError(f"{run_dir} has no unfamiliar-image detector (ood.npz): retrain it with this version")

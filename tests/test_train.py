@@ -210,6 +210,8 @@ def test_evaluate_ood_only_on_data_of_other_classes(trained, tmp_path, capsys):
     other = str(tmp_path / "other")
     assert main(["evaluate", str(trained), "--data", other]) == 2
     assert "--ood-only" in capsys.readouterr().err
+    assert main(["evaluate", str(trained), "--data", str(tmp_path / "missing")]) == 2
+    assert "--ood-only" not in capsys.readouterr().err  # a missing folder is just missing
     out = tmp_path / "ood.json"
     assert main(["evaluate", str(trained), "--data", other, "--ood-only", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
