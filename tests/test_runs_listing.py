@@ -7,25 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import write_run
 
-import rcl
 from rcl.cli import main
 from rcl.report import run_rows
 from rcl.runs import DamagedRun, Run, list_runs
-
-TEST_METRICS = {"cer": 0.25, "f1_macro": 0.5, "accuracy": 0.75, "n": 8,
-                "tiers": {"correct": 6, "visual_ambiguity": 1, "type_1": 0, "type_2": 1}}
-
-
-def write_run(folder: Path, **train) -> Path:
-    """A minimal finished run folder, as the trainer writes it (no weights: listing needs none)."""
-    folder.mkdir(parents=True)
-    config = {"train": {"loss": "ce", "model": "small_cnn", "seed": 0, "data": "synthetic", **train},
-              "taxonomy": rcl.preset("isic2018").to_dict(), "dataset": {"name": "synthetic", "synthetic": True}}
-    (folder / "config.json").write_text(json.dumps(config))
-    (folder / "metrics.json").write_text(json.dumps({"test": TEST_METRICS, "epochs_run": 1}))
-    return folder
-
 
 # each damage, and the words its reason must contain
 DAMAGES = {

@@ -73,9 +73,13 @@ def _find(root: Path, match, max_depth: int, dirs: bool = False) -> list[Path]:
             for entry in entries:
                 if not _visible(entry.name):
                     continue
-                if entry.is_dir() and (not dirs or not match(entry.name)):
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:  # a link that loops or dangles is no folder to search
+                    is_dir = False
+                if is_dir and (not dirs or not match(entry.name)):
                     following.append(Path(entry.path))
-                if entry.is_dir() == dirs and match(entry.name):
+                if is_dir == dirs and match(entry.name):
                     found.append(Path(entry.path))
         level = following
     return found
