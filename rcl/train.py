@@ -79,6 +79,7 @@ def load_run_data(config: TrainConfig) -> RunData:
                                           minlength=table.taxonomy.num_classes).tolist(),
         "skipped_files": [list(item) for item in (table.skipped + prepared.skipped)][:200],
         "dropped_duplicates": int(dropped),
+        "warnings": table.warnings + prepared.warnings,
     }
     return RunData(
         taxonomy=table.taxonomy,

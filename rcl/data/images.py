@@ -15,7 +15,7 @@ import json
 import multiprocessing
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from rcl import paths
+from rcl.data.checks import announce, skipped_warnings
 from rcl.data.table import DatasetTable
 
 CACHE_VERSION = 1  # bump when decoding or resizing changes, so old caches are not reused
@@ -179,12 +180,14 @@ class PreparedData:
     """What training needs: decoded images of the readable samples and their rows.
 
     ``images[i]`` is the image of ``samples.iloc[i]`` (``samples`` has a fresh 0..N-1 index);
-    ``skipped`` lists the unreadable files that were dropped, as (path, reason).
+    ``skipped`` lists the unreadable files that were dropped, as (path, reason), and ``warnings``
+    says so in a line per reason (:func:`rcl.data.checks.skipped_warnings`).
     """
 
     images: np.ndarray
     samples: pd.DataFrame
     skipped: list[tuple[str, str]]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def labels(self) -> np.ndarray:
@@ -198,4 +201,5 @@ def prepare(table: DatasetTable, image_size: int) -> PreparedData:
     keep = ~table.samples["path"].astype(str).isin(bad).to_numpy()
     samples = table.samples[keep].reset_index(drop=True)
     assert len(samples) == len(images), "the image cache does not match the table"
-    return PreparedData(images=images, samples=samples, skipped=list(skipped))
+    notes = announce(skipped_warnings(skipped, len(table), what="image"))
+    return PreparedData(images=images, samples=samples, skipped=list(skipped), warnings=notes)
