@@ -186,3 +186,25 @@ def test_broken_pipe_exits_quietly(tmp_path):
     assert head[0] == b"[\n"
     assert err == ""
     assert process.returncode == 141
+
+
+# -- the app boundary ------------------------------------------------------------------------------
+def test_app_guard_shows_the_same_line(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))
+    from ui import common
+
+    shown: list[str] = []
+    monkeypatch.setattr(common.st, "error", shown.append)
+    with common.guard("saving the model"):
+        raise SafetensorError(SAFETENSORS_FULL)
+    with common.guard():
+        raise sqlite3.DatabaseError("file is not a database")
+    with common.guard("reading the run"):
+        raise KeyError("loss")
+    assert shown[0] == f"saving the model: {errors.explain(SafetensorError(SAFETENSORS_FULL))}"
+    assert shown[0].startswith("saving the model: the disk is full while saving model weights")
+    assert "jobs.sqlite failed (file is not a database)" in shown[1]
+    assert shown[2] == f"reading the run: {errors.explain(KeyError('loss'))}"
+    monkeypatch.setenv("RCL_DEBUG", "1")
+    with pytest.raises(KeyError), common.guard("debugging"):
+        raise KeyError("loss")
