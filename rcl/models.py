@@ -18,6 +18,8 @@ import timm
 import torch
 from torch import nn
 
+from rcl.errors import UserError
+
 PAPER_MODELS = ("resnet50", "vit_base_patch16_224")
 CPU_MODELS = ("small_cnn", "resnet18", "mobilenetv3_small_100")
 
@@ -126,6 +128,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 break
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{str(path)!r} does not hold model weights (expected a state dict of tensors)")
+    return state
+
+
+RESUME_KEYS = ("model", "optimizer", "scheduler", "epoch", "config")
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The resume state in ``last.pt`` (``weights_only=True``), or a ``UserError`` saying the file
+    is damaged (a kill mid-save, a truncated copy, a foreign file) and what to do about it."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle, zip and torch each fail their own way
+        raise UserError(f"{path} is damaged ({type(exc).__name__}): delete it or pass --overwrite") from exc
+    missing = [k for k in RESUME_KEYS if k not in state] if isinstance(state, dict) else list(RESUME_KEYS)
+    if missing:
+        raise UserError(f"{path} is damaged (no {', '.join(missing)}): delete it or pass --overwrite")
     return state
 
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import html
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from rcl.errors import explain
 from rcl.metrics import TIER_LABELS, TIERS, error_tiers, pareto_front, tier_matrix
-from rcl.runs import Run, list_runs, loss_label, run_folders
+from rcl.runs import DamagedRun, Run, list_runs, loss_label, run_folders
 from rcl.taxonomy import Taxonomy
 
 # SPEC "Published results" (paper Tables III and V): test CER (fraction), F1-macro, accuracy.
@@ -90,14 +90,19 @@ def folder_signature(root: str | Path | None = None) -> tuple:
     return tuple(sig)
 
 
-def run_rows(root: str | Path | None = None, finished_only: bool = True) -> list[dict]:
-    """``run_row`` for every readable run; damaged folders are skipped, never fatal."""
+def run_rows(root: str | Path | None = None, finished_only: bool = True, include_damaged: bool = False) -> list[dict]:
+    """``run_row`` for every readable run. A damaged folder never hides the others: it is left
+    out, or with ``include_damaged`` given as its ``DamagedRun.summary()`` (status "damaged", reason)."""
     rows = []
-    for run in list_runs(root, finished_only=finished_only):
+    for run in list_runs(root, finished_only=finished_only, include_damaged=include_damaged):
+        if isinstance(run, DamagedRun):
+            rows.append(run.summary())
+            continue
         try:
             rows.append(run_row(run))
-        except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError):
-            continue
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+            if include_damaged:
+                rows.append(DamagedRun(run.path, explain(exc)).summary())
     return rows
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rcl import paths
+from rcl.errors import explain
 from rcl.ood import OOD_FILE, MahalanobisDetector
 from rcl.severity import SeverityMatrix
 from rcl.taxonomy import Taxonomy
@@ -73,7 +74,8 @@ class Run:
 
     @cached_property
     def metrics(self) -> dict:
-        return json.loads((self.path / "metrics.json").read_text()) if self.finished else {}
+        """``metrics.json`` (empty before the run finishes); a damaged file is a ``ValueError``."""
+        return _read_json_object(self.path / "metrics.json") if self.finished else {}
 
     def history(self) -> list[dict]:
         return read_history(self.path)
@@ -144,8 +146,8 @@ class Run:
             "taxonomy": self.config["taxonomy"].get("name"),
             "model": t["model"],
             "loss": t["loss"],
-            "alpha": t["alpha"] if matrix_loss else None,
-            "beta": t["beta"] if matrix_loss else None,
+            "alpha": t.get("alpha") if matrix_loss else None,
+            "beta": t.get("beta") if matrix_loss else None,
             "seed": t["seed"],
             "epochs": self.metrics.get("epochs_run"),
             "cer": test.get("cer"),
@@ -160,13 +162,48 @@ class Run:
         }
 
 
+@dataclass
+class DamagedRun:
+    """A run folder that cannot be read, and why: listed as "damaged" instead of hiding the others."""
+
+    path: Path
+    reason: str
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def summary(self) -> dict:
+        """The same keys as ``Run.summary``: identity, status "damaged", the reason; no metrics."""
+        return {key: None for key in SUMMARY_KEYS} | {
+            "id": self.id, "label": self.id, "status": "damaged", "reason": self.reason, "path": str(self.path)}
+
+
+SUMMARY_KEYS = ("id", "label", "status", "dataset", "synthetic", "taxonomy", "model", "loss", "alpha", "beta",
+                "seed", "epochs", "cer", "f1_macro", "accuracy", "type_2", "type_1", "visual_ambiguity",
+                "n_test", "created", "path")
+REQUIRED_TRAIN = ("loss", "model", "seed")  # what every listing of a run shows
+
+
 def run_folders(root: str | Path | None = None) -> list[Path]:
     """Folders directly under ``root`` (default: the data directory) holding a ``config.json``,
-    newest name first."""
+    newest name first. Hidden folders (a run still training in ``.NAME.partial``) are not runs."""
     root = Path(root) if root is not None else paths.home()
     if not root.is_dir():
         return []
-    return [c for c in sorted(root.iterdir(), reverse=True) if c.is_dir() and (c / "config.json").is_file()]
+    return [c for c in sorted(root.iterdir(), reverse=True)
+            if not c.name.startswith(".") and c.is_dir() and (c / "config.json").is_file()]
+
+
+def _read_json_object(path: Path) -> dict:
+    """A JSON file holding an object, or a ``ValueError`` saying how it is damaged."""
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path.name} is damaged (not valid JSON: {exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} is damaged (a JSON {type(data).__name__}, not an object)")
+    return data
 
 
 def load_run(path: str | Path) -> Run:
@@ -177,27 +214,40 @@ def load_run(path: str | Path) -> Run:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise ValueError(f"{str(path)!r} is not a run folder (no config.json)")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{str(config_path)!r} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict) or "train" not in config or "taxonomy" not in config:
-        raise ValueError(f"{str(config_path)!r} is not an rcl run config")
+    config = _read_json_object(config_path)
+    train, taxonomy = config.get("train"), config.get("taxonomy")
+    if not isinstance(train, dict) or not isinstance(taxonomy, dict):
+        raise ValueError("config.json is not an rcl run config (no 'train' and 'taxonomy' objects)")
+    missing = [key for key in REQUIRED_TRAIN if key not in train]
+    if missing:
+        raise ValueError(f"config.json is damaged (its 'train' section has no {', '.join(missing)})")
     return Run(path.resolve(), config)
 
 
-def list_runs(root: str | Path | None = None, finished_only: bool = False) -> list[Run]:
+def check_run(folder: Path) -> Run | DamagedRun:
+    """The run in ``folder`` with its summary readable, or a ``DamagedRun`` saying what is wrong."""
+    try:
+        run = load_run(folder)
+        run.summary()  # reads metrics.json: a truncated or foreign file shows up here
+        return run
+    except (ValueError, OSError, KeyError, TypeError, AttributeError) as exc:
+        return DamagedRun(folder, explain(exc))
+
+
+def list_runs(root: str | Path | None = None, finished_only: bool = False,
+              include_damaged: bool = False) -> list[Run | DamagedRun]:
     """Every run folder directly under ``root`` (default: the data directory), newest first.
 
-    A folder that cannot be read is skipped, never fatal: one damaged run must not hide the rest.
+    One damaged folder never hides the others: it is left out, or listed as a ``DamagedRun``
+    with its reason when ``include_damaged`` (whatever ``finished_only`` says).
     """
-    runs = []
+    runs: list[Run | DamagedRun] = []
     for folder in run_folders(root):
-        try:
-            run = load_run(folder)
-        except ValueError:
-            continue
-        if run.finished or not finished_only:
+        run = check_run(folder)
+        if isinstance(run, DamagedRun):
+            if include_damaged:
+                runs.append(run)
+        elif run.finished or not finished_only:
             runs.append(run)
     return runs
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rcl.errors import DataWarning
 from rcl.taxonomy import Taxonomy
 
 # The paper's Table IV (alpha = false-alarm penalty, beta = miss penalty).
@@ -71,7 +73,52 @@ def validate_matrix(values, taxonomy: Taxonomy) -> np.ndarray:
             f"severity matrix cell [true={taxonomy.classes[i]}, predicted={taxonomy.classes[j]}] "
             f"is {float(array[i, j])}; every cell must be a finite number >= 0"
         )
+    if k > 1 and not (array[~np.eye(k, dtype=bool)] > 0).any():
+        raise ValueError(
+            "severity matrix has 0 in every off-diagonal cell: every mistake would be free, so the "
+            "risk-calibrated decision would answer the first class for every image; give mistakes a cost > 0"
+        )
     return array
+
+
+def unreachable_classes(values) -> list[int]:
+    """Indices of the classes the minimum-expected-cost decision never picks, whatever the
+    probabilities (at most on an exact tie).
+
+    Class k is reachable when some probability vector p makes its expected cost p·C[:, k] strictly
+    lower than every other column's; a small linear programme per class (maximise the margin t
+    with p·(C[:, j] - C[:, k]) >= t for all j != k, p on the simplex) says whether one exists.
+    """
+    from scipy.optimize import linprog
+
+    costs = cost_matrix(values)
+    k = costs.shape[0]
+    scale = float(costs.max()) or 1.0
+    never = []
+    for target in range(k):
+        others = [j for j in range(k) if j != target]
+        # variables (p_0..p_{K-1}, t); minimise -t; t - p·(C[:, j] - C[:, target]) <= 0
+        a_ub = np.hstack([-(costs[:, others] - costs[:, [target]]).T, np.ones((len(others), 1))])
+        result = linprog(np.r_[np.zeros(k), -1.0], A_ub=a_ub, b_ub=np.zeros(len(others)),
+                         A_eq=np.r_[np.ones(k), 0.0][None, :], b_eq=[1.0],
+                         bounds=[(0, None)] * k + [(None, scale)], method="highs")
+        if result.status == 0 and -result.fun <= 1e-9 * scale:
+            never.append(target)
+    return never
+
+
+def decision_warnings(values, taxonomy: Taxonomy) -> list[str]:
+    """Plain-language warnings for a valid but degenerate matrix (empty when it is sound)."""
+    never = unreachable_classes(validate_matrix(values, taxonomy))
+    if not never:
+        return []
+    names = ", ".join(taxonomy.classes[i] for i in never)
+    reachable = [c for i, c in enumerate(taxonomy.classes) if i not in never]
+    if len(reachable) == 1:
+        return [f"under this severity matrix the risk-calibrated decision answers {reachable[0]} for every "
+                f"image: it can never answer {names}"]
+    return [f"under this severity matrix the risk-calibrated decision can never answer {names} (some "
+            "other answer always costs less or the same): check the cells of those columns"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,7 +187,14 @@ class SeverityMatrix:
         """Read a matrix; with ``taxonomy`` given, the file's classes must match it (names, order)."""
         if not isinstance(data, Mapping) or "values" not in data:
             raise ValueError("a severity matrix JSON needs a 'values' K × K list (and 'taxonomy' or 'classes')")
-        stored = Taxonomy.from_dict(data["taxonomy"]) if "taxonomy" in data else None
+        stored = data.get("taxonomy")
+        if stored is not None and not isinstance(stored, Mapping):
+            raise ValueError(
+                f"the severity matrix's 'taxonomy' field must be an object with 'classes' "
+                f"([{{'name': ..., 'superclass': ...}}, ...]), got {type(stored).__name__} {stored!r:.60}; "
+                "to name the classes only, use a 'classes' list"
+            )
+        stored = Taxonomy.from_dict(stored) if stored is not None else None
         if taxonomy is None:
             if stored is None:
                 raise ValueError("this severity matrix JSON names no taxonomy; give one")
@@ -148,7 +202,10 @@ class SeverityMatrix:
         file_classes = data.get("classes") or (list(stored.classes) if stored else None)
         if file_classes is not None:
             _check_same_classes(file_classes, taxonomy)
-        return cls(taxonomy, data["values"], data.get("alpha"), data.get("beta"))
+        matrix = cls(taxonomy, data["values"], data.get("alpha"), data.get("beta"))
+        for message in decision_warnings(matrix.values, taxonomy):
+            warnings.warn(message, DataWarning, stacklevel=2)
+        return matrix
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

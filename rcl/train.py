@@ -33,7 +33,7 @@ from rcl.config import SYNTHETIC, TrainConfig
 from rcl.decision import fit_referral, redecide, referral_report, scaled_matrix, tune_decision_scale
 from rcl.losses import COST_SENSITIVE_LOSSES, make_loss
 from rcl.metrics import evaluate
-from rcl.models import make_model, pick_device, read_state_dict
+from rcl.models import make_model, pick_device, read_checkpoint, read_state_dict
 from rcl.ood import OOD_FILE, extract_features, fit_mahalanobis
 from rcl.runs import read_history
 from rcl.selection import select_epoch
@@ -79,6 +79,7 @@ def load_run_data(config: TrainConfig) -> RunData:
                                           minlength=table.taxonomy.num_classes).tolist(),
         "skipped_files": [list(item) for item in (table.skipped + prepared.skipped)][:200],
         "dropped_duplicates": int(dropped),
+        "warnings": table.warnings + prepared.warnings,
     }
     return RunData(
         taxonomy=table.taxonomy,
@@ -288,7 +289,7 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
     start_epoch = 0
     resume_path = out / "last.pt"
     if resume_path.exists():
-        state = torch.load(resume_path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(resume_path)
         if state.get("config") == json.dumps(config.to_dict(), sort_keys=True):
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])

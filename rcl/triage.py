@@ -47,12 +47,13 @@ class TriageResult:
 
 
 def read_image(image) -> object:
-    """A PIL RGB image from a path, bytes or file-like upload, with a size limit."""
+    """A PIL RGB image from a path, bytes or file-like upload, through the data layer's one reader
+    (``load_rgb``: pixel budget, folders and devices named), with a file-size limit."""
     if isinstance(image, (str, Path)):
         path = Path(image)
-        if not path.is_file():
+        if not path.exists():
             raise ValueError(f"image {str(path)!r} does not exist")
-        if path.stat().st_size > MAX_UPLOAD_BYTES:
+        if path.is_file() and path.stat().st_size > MAX_UPLOAD_BYTES:
             raise ValueError(f"image {path.name!r} is larger than {MAX_UPLOAD_BYTES // 2**20} MB")
         return load_rgb(path)
     data = image if isinstance(image, bytes) else image.read()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +41,19 @@ def png_bytes(size: int = 64, seed: int = 0) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+TEST_METRICS = {"cer": 0.25, "f1_macro": 0.5, "accuracy": 0.75, "n": 8,
+                "tiers": {"correct": 6, "visual_ambiguity": 1, "type_1": 0, "type_2": 1}}
+
+
+def write_run(folder: Path, **train) -> Path:
+    """A minimal finished run folder, as the trainer writes it (no weights: listing needs none)."""
+    from rcl.taxonomy import preset
+
+    folder.mkdir(parents=True)
+    config = {"train": {"loss": "ce", "model": "small_cnn", "seed": 0, "data": "synthetic", **train},
+              "taxonomy": preset("isic2018").to_dict(), "dataset": {"name": "synthetic", "synthetic": True}}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "metrics.json").write_text(json.dumps({"test": TEST_METRICS, "epochs_run": 1}))
+    return folder

@@ -1,12 +1,21 @@
+import json
 import math
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rcl
-from rcl.severity import SeverityMatrix, as_matrix, cost_matrix, validate_matrix
+from rcl.errors import DataWarning
+from rcl.severity import (
+    SeverityMatrix,
+    as_matrix,
+    cost_matrix,
+    decision_warnings,
+    unreachable_classes,
+    validate_matrix,
+)
 
 
 def test_paper_matrix_for_isic(toy_taxonomy):
@@ -79,3 +88,43 @@ def test_cost_matrix_zeroes_the_diagonal(toy_taxonomy):
     np.testing.assert_array_equal(c, [[0, 1, 2], [1, 0, 2], [9, 9, 0]])
     with pytest.raises(ValueError, match="square"):
         as_matrix(np.ones((2, 3)))
+
+
+# -- degenerate matrices: refused when every mistake is free, warned when a class can never win --
+def test_all_zero_costs_are_refused(toy_taxonomy):
+    with pytest.raises(ValueError, match="0 in every off-diagonal cell"):
+        SeverityMatrix(toy_taxonomy, np.eye(3))
+    with pytest.raises(ValueError, match="0 in every off-diagonal cell"):
+        SeverityMatrix.from_dict({"classes": ["a", "b", "m"], "values": np.zeros((3, 3)).tolist()}, toy_taxonomy)
+
+
+@given(alpha=st.floats(0.01, 100), beta=st.floats(0.01, 100))
+def test_standard_matrices_can_answer_every_class(alpha, beta):
+    assert unreachable_classes(rcl.severity_matrix(rcl.preset("isic2018"), alpha, beta)) == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(2, 6), zeros=st.floats(0, 0.7))
+def test_an_unreachable_class_is_never_the_decision(seed, k, zeros):
+    rng = np.random.default_rng(seed)
+    costs = rng.uniform(0.1, 10, (k, k)) * (rng.uniform(size=(k, k)) > zeros)
+    np.fill_diagonal(costs, 0)
+    never = set(unreachable_classes(costs))
+    probs = np.vstack([rng.dirichlet(np.full(k, 0.3), 3000), np.eye(k)])
+    expected = probs @ costs
+    best = expected.min(axis=1, keepdims=True)
+    strict = (expected <= best + 1e-12).sum(axis=1) == 1  # a single cheapest answer
+    chosen = set(np.argmin(expected[strict], axis=1).tolist())
+    assert not chosen & never
+    # a class whose every mistake costs something wins at certainty (p = its one-hot vector)
+    assert not {t for t in range(k) if (np.delete(costs[t], t) > 0).all()} & never
+
+
+def test_matrix_file_where_one_answer_always_wins_is_warned(tmp_path, toy_taxonomy):
+    values = rcl.severity_matrix(toy_taxonomy, 5, 20)
+    values[:, 2] = 0  # answering the malignant class m never costs anything
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"classes": ["a", "b", "m"], "values": values.tolist()}))
+    with pytest.warns(DataWarning, match="answers m for every image: it can never answer a, b"):
+        SeverityMatrix.load(path, toy_taxonomy)
+    assert decision_warnings(rcl.severity_matrix(toy_taxonomy, 5, 20), toy_taxonomy) == []

@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from rcl import paths
+from rcl.errors import debug_enabled, explain, user_message
 from rcl.report import folder_signature, run_rows
 from rcl.runs import Run, load_run
 from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, SeverityMatrix
@@ -45,15 +46,18 @@ def disclaimer() -> None:
 
 @contextlib.contextmanager
 def guard(what: str = ""):
-    """Show any failure inside the block as a plain message, never a traceback box."""
+    """Show any failure inside the block as the library's one plain line, never a traceback box."""
     try:
         yield
-    except (ValueError, KeyError, OSError, RuntimeError, TypeError, ImportError) as exc:
-        log.warning("%s failed: %r", what or "action", exc)
-        st.error(f"{what + ': ' if what else ''}{exc}")
-    except Exception as exc:  # noqa: BLE001 - a user must never see a traceback
-        log.exception("unexpected error in %s", what or "action")
-        st.error(f"{what + ': ' if what else ''}unexpected error ({type(exc).__name__}: {exc})")
+    except Exception as exc:  # noqa: BLE001 - the app's error boundary: a user never sees a traceback
+        if debug_enabled():
+            raise
+        message = explain(exc)
+        if user_message(exc) is None:
+            log.exception("unexpected error in %s", what or "action")
+        else:
+            log.warning("%s failed: %r", what or "action", exc)
+        st.error(f"{what + ': ' if what else ''}{message}")
 
 
 # --- runs ---------------------------------------------------------------------------------------

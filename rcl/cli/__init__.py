@@ -1,17 +1,23 @@
 """The ``rcl`` command line: every job the app does, for scripts and clusters.
 
 Each sub-command is a ``cmd_*`` function in one module of this package per topic that takes the parsed arguments and returns an exit
-code; a user error (bad path, bad matrix, unknown model, ...) is printed as one line, never a
-traceback (``--debug`` shows it).
+code; any exception is printed as one line saying what failed and what to do (:mod:`rcl.errors`),
+never a traceback (``--debug`` or ``RCL_DEBUG=1`` shows it); library warnings print as one line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from importlib import import_module
+
+from rcl import errors
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
 
@@ -69,19 +75,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, *, command: str) -> None:
+    """Library warnings (a dataset with empty classes, skipped files...) as one line each."""
+    print(f"rcl {command}: warning: {message}", file=sys.stderr)
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (``rcl jobs | head -3``): stop writing, without a traceback."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141  # what a shell reports for a process ended by SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; any exception that reaches here is printed as one line (``rcl.errors``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, PermissionError, RuntimeError) as exc:
-        if args.debug:
-            raise
-        print(f"rcl {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    debug = args.debug or errors.debug_enabled()
+    with warnings.catch_warnings():
+        warnings.showwarning = functools.partial(_show_warning, command=args.command)
+        try:
+            code = int(args.run(args) or 0)
+            sys.stdout.flush()
+            return code
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
+        except Exception as exc:  # noqa: BLE001 - the one boundary: a user never sees a traceback
+            if debug:
+                raise
+            print(f"rcl {args.command}: error: {errors.explain(exc)}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

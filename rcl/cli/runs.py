@@ -17,7 +17,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from rcl import paths
     from rcl.runs import list_runs
 
-    rows = [r.summary() for r in list_runs(finished_only=not args.all)]
+    rows = [r.summary() for r in list_runs(finished_only=not args.all, include_damaged=True)]
     if args.json:
         print_json(rows)
     elif not rows:
@@ -28,6 +28,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 r[key] = None if r[key] is None else f"{r[key]:.3f}"
         print_table(rows, ["id", "status", "dataset", "model", "loss", "alpha", "beta", "seed", "epochs",
                            "cer", "f1_macro", "accuracy"])
+        for r in rows:
+            if r["status"] == "damaged":
+                print(f"damaged: {r['id']}: {r['reason']}")
     return 0
 
 

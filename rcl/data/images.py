@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import multiprocessing
 import os
+import stat
 import uuid
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,35 +26,93 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from rcl import paths
+from rcl.data.checks import announce, skipped_warnings
 from rcl.data.table import DatasetTable
 
 CACHE_VERSION = 1  # bump when decoding or resizing changes, so old caches are not reused
+# The pixel budget: a decoded image never has more (Pillow warns only at 89 MP and refuses at 179 MP).
+MAX_PIXELS = 40_000_000
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}  # Pillow's; else 4
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"})  # Image.reduce's modes
 PARALLEL_ABOVE = 500  # below this, starting worker processes costs more than it saves
 _CHUNK = 256
 
 
 def load_rgb(source) -> Image.Image:
     """An RGB PIL image from a path, bytes or a binary file object, whatever the stored mode
-    (grayscale, RGBA, palette, 16-bit, CMYK), upright per its EXIF orientation.
+    (grayscale, RGBA, palette, 16-bit, CMYK), upright per its EXIF orientation, and at most
+    ``MAX_PIXELS`` pixels: a larger image is decoded reduced (see ``_decode_within_budget``).
 
-    Raises ``ValueError("<name> is not a readable image: <reason>")`` for missing, empty, corrupt or
-    non-image input, so callers can report the file and go on.
+    Raises ``ValueError("<name> is not a readable image: <reason>")`` for missing, empty, corrupt,
+    oversized or non-image input, a folder or a device, so callers can report the file and go on.
     """
     name = str(source) if isinstance(source, (str, Path)) else "this file"
     try:
         if isinstance(source, (bytes, bytearray, memoryview)):
             source = io.BytesIO(bytes(source))
-        if isinstance(source, (str, Path)) and Path(source).stat().st_size == 0:
-            raise ValueError("the file is empty")
-        with Image.open(source) as image:
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
-    except (OSError, ValueError, SyntaxError, TypeError, Image.DecompressionBombError, EOFError) as exc:
+        if isinstance(source, (str, Path)):
+            _check_file(Path(source))
+        with warnings.catch_warnings():  # the pixel budget below replaces Pillow's bomb warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(source)
+        try:
+            image = _decode_within_budget(opened)
+            if image is not opened:
+                opened.close()  # frees the full-size pixels before the reduced copy is converted
+            return _to_rgb(ImageOps.exif_transpose(image))
+        finally:
+            opened.close()
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"{name} is not a readable image: it has far more pixels than any photograph "
+                         f"(over {2 * Image.MAX_IMAGE_PIXELS // 10**6} million), so it was not decoded; "
+                         "it may be a decompression bomb") from exc
+    except (OSError, ValueError, SyntaxError, TypeError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
         if isinstance(exc, Image.UnidentifiedImageError):  # Pillow's message names the stream object
             reason = "not a recognised image format (jpg, png, bmp, tiff, ...)"
         raise ValueError(f"{name} is not a readable image: {reason}") from exc
+
+
+def _check_file(path: Path) -> None:
+    """A regular, non-empty file; a folder or a device (which would block the reader) is named as such."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise ValueError("it is a folder, not an image file")
+    if not stat.S_ISREG(mode):
+        raise ValueError("it is not a regular file (a device, pipe or socket)")
+    if os.stat(path).st_size == 0:
+        raise ValueError("the file is empty")
+
+
+def _decode_within_budget(image: Image.Image) -> Image.Image:
+    """Decode ``image`` (opened, not loaded) to at most ``MAX_PIXELS`` pixels.
+
+    A JPEG is decoded reduced by its DCT scaling (``draft``: 1/2, 1/4 or 1/8), so the full image
+    never exists in memory. Other formats decode whole in their stored mode, then shrink by an
+    integer factor; one whose stored decode would take more memory than an in-budget RGB image
+    (``4 * MAX_PIXELS`` bytes) is refused: e.g. a 144-MP one-bit PNG decodes (144 MB) and
+    shrinks, a 144-MP RGB PNG (576 MB) does not.
+    """
+    width, height = image.size
+    if width * height <= MAX_PIXELS:
+        image.load()
+        return image
+    factor = math.ceil(math.sqrt(width * height / MAX_PIXELS))
+    if image.format == "JPEG":
+        image.draft(image.mode, (math.ceil(width / factor), math.ceil(height / factor)))
+    decoded = image.size[0] * image.size[1] * _BYTES_PER_PIXEL.get(image.mode, 4)
+    if decoded > 4 * MAX_PIXELS:
+        raise ValueError(f"it has {width} × {height} pixels ({width * height / 1e6:.0f} MP), too many to decode "
+                         f"safely (images above {MAX_PIXELS // 10**6} MP are shrunk while decoding only when "
+                         "they are JPEG or one byte per pixel): shrink it first")
+    image.load()
+    factor = math.ceil(math.sqrt(image.size[0] * image.size[1] / MAX_PIXELS))
+    if factor == 1:
+        return image
+    if image.mode in _REDUCIBLE:
+        return image.reduce(factor)
+    size = (max(1, image.size[0] // factor), max(1, image.size[1] // factor))
+    return image.resize(size, Image.Resampling.NEAREST)  # palette and bit modes: no averaging of indices
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -179,12 +240,14 @@ class PreparedData:
     """What training needs: decoded images of the readable samples and their rows.
 
     ``images[i]`` is the image of ``samples.iloc[i]`` (``samples`` has a fresh 0..N-1 index);
-    ``skipped`` lists the unreadable files that were dropped, as (path, reason).
+    ``skipped`` lists the unreadable files that were dropped, as (path, reason), and ``warnings``
+    says so in a line per reason (:func:`rcl.data.checks.skipped_warnings`).
     """
 
     images: np.ndarray
     samples: pd.DataFrame
     skipped: list[tuple[str, str]]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def labels(self) -> np.ndarray:
@@ -198,4 +261,5 @@ def prepare(table: DatasetTable, image_size: int) -> PreparedData:
     keep = ~table.samples["path"].astype(str).isin(bad).to_numpy()
     samples = table.samples[keep].reset_index(drop=True)
     assert len(samples) == len(images), "the image cache does not match the table"
-    return PreparedData(images=images, samples=samples, skipped=list(skipped))
+    notes = announce(skipped_warnings(skipped, len(table), what="image"))
+    return PreparedData(images=images, samples=samples, skipped=list(skipped), warnings=notes)

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rcl.data.checks import announce, empty_class_warnings, skipped_warnings
 from rcl.data.table import IMAGE_EXTENSIONS, DatasetTable, make_samples
+from rcl.errors import UserError
 from rcl.taxonomy import PRESETS, Taxonomy, normalise_name
 from rcl.taxonomy import preset as get_preset
 
@@ -73,9 +75,13 @@ def _find(root: Path, match, max_depth: int, dirs: bool = False) -> list[Path]:
             for entry in entries:
                 if not _visible(entry.name):
                     continue
-                if entry.is_dir() and (not dirs or not match(entry.name)):
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:  # a link that loops or dangles is no folder to search
+                    is_dir = False
+                if is_dir and (not dirs or not match(entry.name)):
                     following.append(Path(entry.path))
-                if entry.is_dir() == dirs and match(entry.name):
+                if is_dir == dirs and match(entry.name):
                     found.append(Path(entry.path))
         level = following
     return found
@@ -270,6 +276,10 @@ def _taxonomy(raw_labels: Sequence[str], taxonomy, preset, malignant, default: s
         return get_preset(preset)
     if default is not None:
         return get_preset(default)
+    if len(found) < 2:  # one folder fits many taxonomies: never guess a 7-class one from it
+        raise UserError(f"{name!r} has images of one class only ({', '.join(found) or 'none'}): a classifier "
+                        "needs at least two; add the other classes' folders, or pass --preset to say which "
+                        "taxonomy these images belong to")
     matched = _matching_preset(found)
     if matched is not None:
         return matched
@@ -383,5 +393,8 @@ def _table(name, root: Path, layout: str, taxonomy: Taxonomy, rows: list[Row], s
                              f"{taxonomy.name!r} ({', '.join(taxonomy.classes)}); pass --taxonomy or "
                              f"--malignant to describe this dataset's classes") from exc
     samples = make_samples(root, [(p, index[label], group, split) for p, label, group, split in rows])
+    skipped = [(str(p), str(r)) for p, r in skipped]
+    notes = announce(skipped_warnings(skipped, len(rows) + len(skipped))
+                     + empty_class_warnings(samples["label"].to_numpy(), taxonomy))
     return DatasetTable(name=name, root=root, layout=layout, taxonomy=taxonomy, samples=samples,
-                        skipped=[(str(p), str(r)) for p, r in skipped], synthetic=synthetic)
+                        skipped=skipped, synthetic=synthetic, warnings=notes)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rcl.data.checks import require_classes
 from rcl.data.table import DatasetTable
 
 SPLITS = ("train", "val", "test")
@@ -66,6 +67,7 @@ def make_splits(table: DatasetTable, val_fraction: float = 0.15, test_fraction: 
     samples = table.samples
     n = len(samples)
     labels = samples["label"].to_numpy()
+    require_classes(labels, table.taxonomy, f"dataset {table.name!r}")
     groups = _groups(samples)
     rng = np.random.default_rng(seed)
     everything = np.arange(n)

@@ -28,7 +28,8 @@ class DatasetTable:
     predictions), ``path`` (absolute), ``label`` (index into ``taxonomy.classes``), ``group``
     (patient/lesion id that must not straddle splits, or None), ``split`` ('train'/'test' when the
     dataset defines its own held-out set, else None). ``skipped`` lists files the reader saw but
-    could not use, with the reason, so the user learns about them instead of losing them silently.
+    could not use, with the reason, so the user learns about them instead of losing them silently;
+    ``warnings`` says what looks wrong with the data (:mod:`rcl.data.checks`).
     """
 
     name: str
@@ -38,6 +39,7 @@ class DatasetTable:
     samples: pd.DataFrame
     skipped: list[tuple[str, str]] = field(default_factory=list)
     synthetic: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.samples)
