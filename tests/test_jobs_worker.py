@@ -298,3 +298,33 @@ def test_real_training_job_end_to_end(store):
     log = (done.run_dir / "train.log").read_text()
     assert "\r" not in log  # no progress-bar frames in a log file
     assert [line.split(":")[0] for line in log.splitlines() if line.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
+
+
+@pytest.mark.slow
+def test_real_worker_killed_mid_job_then_a_submit_finishes_it_once(store, capsys):
+    """The real `rcl submit` / `rcl worker` / `rcl train` processes: kill -9 the worker mid-job."""
+    tiny = ["--data", "synthetic", "--model", "small_cnn", "--image-size", "32", "--limit", "300", "--max-steps", "5",
+            "--batch-size", "16", "--device", "cpu"]
+    try:
+        assert main(["submit", *tiny, "--epochs", "3", "--name", "orphan"]) == 0
+        job = store.list()[0]
+        child = wait_for(lambda: running_with_pid(store, job.id), timeout=120, what="the job to start").pid
+        wait_for(lambda: (store.get(job.id).epoch or 0) >= 1, timeout=120, what="the first epoch")
+        first = worker_status(store, revive=False)["pid"]
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(first), what="the worker to die")
+        assert main(["submit", *tiny, "--epochs", "1", "--name", "after"]) == 0
+        wait_for(lambda: all(j.state == "done" for j in store.list()), timeout=300, what="both jobs")
+    finally:
+        for process in jobs.client._SPAWNED:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+        jobs.client._SPAWNED.clear()
+        kill_job_children(store)
+    done = store.get(job.id)
+    assert (done.state, done.error, done.epoch, done.pid) == ("done", None, 3, child)
+    log = (done.run_dir / "train.log").read_text()
+    assert log.count(f"] job {job.id} on CPU:") == 1  # started once: adopted or settled, never rerun
+    assert [line.split(":")[0] for line in log.splitlines() if line.startswith("epoch ")] == [
+        "epoch 1/3", "epoch 2/3", "epoch 3/3"]
