@@ -4,7 +4,9 @@ Each command runs as a fresh process on an empty data directory (a new ``$RCL_HO
 would type it; ``python -c pass`` is the floor no Python command can beat, and ``import torch`` is
 what the light commands must not pay. Goal: ``rcl jobs`` well under 1 s. Prints figures only.
 
-    .venv/bin/python benchmarks/cli_startup.py [--repeats 5]
+    .venv/bin/python benchmarks/cli_startup.py [--repeats 5] [--root OTHER_CHECKOUT]
+
+``--root`` times another checkout's ``rcl`` (e.g. the commit before a change) with the same script.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ def timed(args: list[str], env: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose rcl is timed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "RCL_HOME": home, "RCL_WORKER_AUTOSTART": "0",
-               "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+               "PYTHONPATH": os.pathsep.join(p for p in (str(args.root), os.environ.get("PYTHONPATH")) if p)}
         # Interleaved rounds, so a busy machine slows every command alike.
         times: dict[str, list[float]] = {name: [] for name in COMMANDS}
         for name, command in COMMANDS.items():
@@ -54,8 +57,8 @@ def main() -> None:
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:30s} {median:9.3f} {min(values):7.3f} {median / floor:17.1f}")
-    print(f"({args.repeats} runs each, fresh process per run, empty data directory, {sys.platform}, "
-          f"Python {sys.version.split()[0]})")
+    print(f"({args.repeats} runs each, fresh process per run, empty data directory, rcl from {args.root}, "
+          f"{sys.platform}, Python {sys.version.split()[0]})")
 
 
 if __name__ == "__main__":
