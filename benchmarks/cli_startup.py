@@ -47,7 +47,7 @@ def main() -> None:
                "PYTHONPATH": os.pathsep.join(p for p in (str(args.root), os.environ.get("PYTHONPATH")) if p)}
         # Interleaved rounds, so a busy machine slows every command alike.
         times: dict[str, list[float]] = {name: [] for name in COMMANDS}
-        for name, command in COMMANDS.items():
+        for command in COMMANDS.values():
             timed(command, env)  # warm the file cache once
         for _ in range(args.repeats):
             for name, command in COMMANDS.items():

@@ -170,6 +170,11 @@ def test_progress_reporter_writes_and_throttles(store):
 def test_job_logs_and_history_follow_the_run(store):
     job = store.submit(fake_config("ok-1"))
     assert job_logs(job.id) == "" and job_history(job) == []
+    job.run_dir.mkdir()
+    (job.run_dir / "train.log").write_text("an older rcl logged in the run folder\n")
+    assert job_logs(job.id) == "an older rcl logged in the run folder"
+    (job.run_dir / "train.log").unlink()
+    job.run_dir.rmdir()
     job.job_dir.mkdir(parents=True)
     job.log_path.write_text("first\n10%\r50%\r100%\nlast\n")
     assert job_logs(job.id) == "first\n100%\nlast"

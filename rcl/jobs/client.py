@@ -104,7 +104,9 @@ def cancel(job_ids: Iterable[int | str], store: JobStore | None = None) -> list[
 
 def job_logs(job_id: int | str, tail: int = 200, store: JobStore | None = None) -> str:
     """The last ``tail`` lines of the job's ``train.log`` ("" before it started)."""
-    return read_tail((store or JobStore()).get(job_id).log_path, tail)
+    job = (store or JobStore()).get(job_id)
+    legacy = job.run_dir / "train.log"  # jobs queued before job folders existed logged there
+    return read_tail(job.log_path if job.log_path.is_file() or not legacy.is_file() else legacy, tail)
 
 
 def job_history(job: Job | int | str, store: JobStore | None = None) -> list[dict]:
