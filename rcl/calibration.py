@@ -11,9 +11,8 @@ The input checks shared by the decision, calibration and uncertainty modules liv
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
-from scipy.special import softmax as _softmax
+
+# scipy is imported where used: `import rcl` (and with it `rcl jobs`) must start in a fraction of a second.
 
 # Row sums of stored float32 softmax outputs are off by ~1e-7·K; anything beyond this tolerance
 # is not a probability vector (e.g. logits passed by mistake).
@@ -84,6 +83,8 @@ def check_labels(labels, n: int, num_classes: int) -> np.ndarray:
 
 def softmax(logits) -> np.ndarray:
     """Row-wise softmax, numerically stable for large logits (scipy subtracts the row maximum)."""
+    from scipy.special import softmax as _softmax
+
     return _softmax(check_logits(logits), axis=1)
 
 
@@ -92,10 +93,12 @@ def apply_temperature(logits, temperature: float) -> np.ndarray:
     temperature = float(temperature)
     if not np.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
-    return _softmax(check_logits(logits) / temperature, axis=1)
+    return softmax(check_logits(logits) / temperature)
 
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    from scipy.special import log_softmax
+
     log_p = log_softmax(logits / temperature, axis=1)
     return float(-log_p[np.arange(labels.size), labels].mean())
 
@@ -107,6 +110,8 @@ def fit_temperature(logits, labels) -> float:
     and the log keeps T > 0) within :data:`TEMPERATURE_BOUNDS`. Fit it on validation logits, never
     on the test split the result is reported on. Argmax predictions do not change, only confidence.
     """
+    from scipy.optimize import minimize_scalar
+
     logits = check_logits(logits)
     labels = check_labels(labels, logits.shape[0], logits.shape[1])
     low, high = np.log(TEMPERATURE_BOUNDS)

@@ -30,3 +30,4 @@ def _isolated_home(tmp_path, monkeypatch, shared_cache):
     monkeypatch.setenv("RCL_HOME", str(tmp_path / "rcl_home"))
     monkeypatch.setenv("RCL_CACHE", str(shared_cache))
     monkeypatch.setenv("RCL_MODELS", str(tmp_path / "models"))
+    monkeypatch.setenv("RCL_WORKER_AUTOSTART", "0")  # reading job state never spawns a worker in a test

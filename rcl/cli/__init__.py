@@ -60,8 +60,14 @@ def _register_commands() -> None:
         import_module(f"rcl.cli.{module}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The ``rcl`` parser; given ``argv``, only the named sub-command's options are built.
+
+    Building every sub-command's options imports what they need (training options need the config
+    module, hence torch): a light command such as ``rcl jobs`` would pay seconds for nothing.
+    """
     _register_commands()
+    chosen = None if argv is None else next((a for a in argv if not a.startswith("-")), None)
     parser = argparse.ArgumentParser(
         prog="rcl",
         description="Risk-calibrated medical image classification: train, evaluate, explore.",
@@ -70,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (add, run, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        add(p)
+        if argv is None or name == chosen:
+            add(p)
         p.set_defaults(run=run)
     return parser
 
@@ -90,7 +97,8 @@ def _quiet_broken_pipe() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; any exception that reaches here is printed as one line (``rcl.errors``)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     debug = args.debug or errors.debug_enabled()
     with warnings.catch_warnings():

@@ -31,17 +31,19 @@ def add_submit(p: argparse.ArgumentParser) -> None:
 def cmd_submit(args: argparse.Namespace) -> int:
     from datetime import datetime
 
-    from rcl.jobs import JobStore, ensure_worker, make_ablation_configs
+    from rcl.jobs import ensure_worker, submit
 
     base = config_from_args(args)
-    store = JobStore()
     if args.ablation:
+        from rcl.ablation import ablation_configs
+
         group = args.group or f"ablation-{datetime.now():%Y%m%d-%H%M%S}"
-        jobs = store.submit_many(make_ablation_configs(base, args.seeds or 3), group=group)
+        configs = ablation_configs(base, range(args.seeds or 3))
     elif args.seeds is not None:
         raise ValueError("--seeds needs --ablation (for one config, use --seed)")
     else:
-        jobs = [store.submit(base, group=args.group)]
+        group, configs = args.group, [base]
+    jobs = submit(configs, group=group, start_worker=False)
     if args.json:
         print_json([job.to_dict() for job in jobs])
     else:
@@ -50,7 +52,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.no_worker:
         print("no worker started: run `rcl worker` to train them", file=sys.stderr)
     else:
-        print(f"worker pid {ensure_worker()} (log: {store.home / 'worker.log'})", file=sys.stderr)
+        print(f"worker pid {ensure_worker()} (log: {jobs[0].run_dir.parent / 'worker.log'})", file=sys.stderr)
     return 0
 
 
@@ -62,19 +64,19 @@ def add_jobs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-@command("jobs", "list background jobs and their progress", add_jobs)
+@command("jobs", "list background jobs and their progress (starts a worker if jobs wait for one)", add_jobs)
 def cmd_jobs(args: argparse.Namespace) -> int:
     import time
 
-    from rcl.jobs import JobStore, worker_status
+    from rcl import paths
+    from rcl.jobs import list_jobs
 
-    store = JobStore()
-    jobs = store.list(states=args.state, group=args.group)
+    jobs, status = list_jobs(states=args.state, group=args.group)
     if args.json:
         print_json([job.to_dict() for job in jobs])
         return 0
     if not jobs:
-        print(f"no jobs in {store.path}: try `rcl submit --data synthetic --epochs 3`")
+        print(f"no jobs in {paths.jobs_db()}: try `rcl submit --data synthetic --epochs 3`")
     now = time.time()
     print_table([{"id": job.id, "name": job.name, "state": job.state, "progress": job.progress,
                   "val_cer": fmt(job.val_cer) if job.epoch else "", "val_f1": fmt(job.val_f1) if job.epoch else "",
@@ -83,9 +85,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     for job in jobs:
         if job.state == "failed" and job.error:
             print(f"job {job.id} failed: {job.error.splitlines()[0]} (`rcl logs {job.id}`)")
-    status = worker_status(store)
     if status["alive"]:
         print(f"worker pid {status['pid']}: running {status['running'] or 'nothing'}, {status['queued']} queued")
+    elif status["revived"]:
+        print(f"no worker was running: started one (pid {status['revived']}) for the waiting jobs")
     elif status["queued"] or status["running"]:
         print("no worker is running: start one with `rcl worker`")
     return 0
@@ -97,11 +100,9 @@ def add_cancel(p: argparse.ArgumentParser) -> None:
 
 @command("cancel", "cancel queued or running background jobs", add_cancel)
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from rcl.jobs import JobStore
+    from rcl.jobs import cancel
 
-    store = JobStore()
-    for job_id in args.ids:
-        job = store.request_cancel(job_id)
+    for job in cancel(args.ids):
         if job.state == "running":
             print(f"job {job.id}: cancel requested; the worker stops it within a few seconds")
         elif job.state == "cancelled":
@@ -123,7 +124,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     store = JobStore()
     job = store.get(args.id)
     text = job_logs(job.id, args.tail, store)
-    print(text if text else f"job {job.id} ({job.state}) has no log yet: {job.run_dir / 'train.log'}")
+    print(text if text else f"job {job.id} ({job.state}) has no log yet: {job.log_path}")
     if job.error:
         print(f"\njob {job.id} failed: {job.error.splitlines()[0]}")
     return 0

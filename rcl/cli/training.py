@@ -86,7 +86,8 @@ class ProgressBar:
         if kind == "start":
             sizes = event["sizes"]
             tqdm.write(f"device {event['device']} · train {sizes['train']} · val {sizes['val']} · test {sizes['test']}")
-            self.bar = tqdm(total=event["total_steps"], unit="step", dynamic_ncols=True)
+            # disable=None: no bar when stderr is not a terminal (a log file gets the epoch lines only)
+            self.bar = tqdm(total=event["total_steps"], unit="step", dynamic_ncols=True, disable=None)
             self.bar.update(event["resumed_from_epoch"] * event["total_steps"] // max(event["epochs"], 1))
         elif kind == "step" and self.bar is not None:
             self.bar.update(event["step"] - self.bar.n)

@@ -1,0 +1,408 @@
+"""The job store: one SQLite file of jobs and worker heartbeats, safe for many processes at once.
+
+Concurrency: every call opens a short-lived connection; writes use ``BEGIN IMMEDIATE`` (the write
+lock is taken up front, so two writers never deadlock upgrading a read lock), a long
+``busy_timeout`` and a small retry, so "database is locked" never reaches the user. WAL mode lets
+readers (the app polling progress) run while a writer commits.
+
+Faults of the file itself (read-only, disk full, damaged, unopenable) become one
+:class:`JobStoreError` that says what to do, never a raw ``sqlite3`` traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rcl import paths
+from rcl.jobs.job import STATES, Job, job_dir
+
+if TYPE_CHECKING:
+    from rcl.config import TrainConfig
+
+PROGRESS_FIELDS = ("epoch", "epochs", "step", "total_steps", "loss", "val_cer", "val_f1", "message")
+BUSY_TIMEOUT_MS = 30_000
+LOCK_RETRIES = 8
+MAX_JOB_ID = 2**63 - 1  # SQLite's INTEGER range
+
+# Each entry upgrades the schema from version i to i + 1; append, never edit, so old stores migrate.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            group_name TEXT,
+            config TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+            run_dir TEXT UNIQUE,
+            created REAL NOT NULL,
+            started REAL,
+            finished REAL,
+            epoch INTEGER,
+            epochs INTEGER,
+            step INTEGER,
+            total_steps INTEGER,
+            loss REAL,
+            val_cer REAL,
+            val_f1 REAL,
+            message TEXT,
+            pid INTEGER,
+            worker_pid INTEGER,
+            heartbeat REAL,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            error TEXT
+        )""",
+        "CREATE INDEX jobs_state ON jobs (state, id)",
+        "CREATE INDEX jobs_group ON jobs (group_name)",
+        """CREATE TABLE workers (
+            pid INTEGER PRIMARY KEY,
+            host TEXT NOT NULL,
+            started REAL NOT NULL,
+            heartbeat REAL NOT NULL,
+            poll_interval REAL NOT NULL,
+            max_parallel INTEGER NOT NULL
+        )""",
+    ],
+    # v2: the child's start time, so a later worker can tell its own orphan from a reused pid.
+    ["ALTER TABLE jobs ADD COLUMN pid_start TEXT"],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class JobNotFound(ValueError):
+    """No job with that id (a ValueError, so the CLI prints it as a one-line user error)."""
+
+
+class JobStoreError(RuntimeError):
+    """The job database file itself failed (read-only, full, damaged): the message says what to do."""
+
+
+# (words in SQLite's message, what happened, what to do): the first match names the fault.
+STORE_FAULTS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("readonly", "read-only"), "is read-only",
+     "make the file and its folder writable, or set RCL_HOME to a writable folder"),
+    (("full", "disk i/o"), "could not be written (disk full?)", "free space on that disk and retry"),
+    (("not a database", "malformed", "corrupt"), "is damaged",
+     "move it aside and retry (its job records are lost; finished run folders are kept)"),
+    (("unable to open",), "cannot be opened",
+     "check that its folder exists and is writable, or set RCL_HOME to a writable folder"),
+    (("locked", "busy"), "stayed locked by another process", "retry in a moment"),
+)
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> JobStoreError:
+    """One plain sentence for a failure of the database file: what happened and what to do."""
+    text = str(exc).lower()
+    for words, what, todo in STORE_FAULTS:
+        if any(word in text for word in words):
+            return JobStoreError(f"the job database {path} {what} ({exc}): {todo}")
+    return JobStoreError(f"the job database {path} failed ({exc}): move it aside and retry")
+
+
+def _now() -> float:
+    return time.time()
+
+
+class JobStore:
+    """The job queue in one SQLite file (default ``rcl.paths.jobs_db()``).
+
+    Safe to use from any number of processes and threads at once: every call opens its own
+    connection, so an instance can be shared across Streamlit reruns and forked processes.
+    Run folders go beside the file (``home``); training children find the store as
+    ``$RCL_HOME/jobs.sqlite``, so a store for real jobs keeps that name.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else paths.jobs_db()
+        self.home = self.path.parent
+        self.home.mkdir(parents=True, exist_ok=True)
+        # The file is first opened (and migrated) on first use, so a page can hold a store whose
+        # file is damaged and show the fault where it reads, as a message, not at import.
+        self._schema_checked = False
+
+    # --- connections ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        if not self._schema_checked:
+            self._schema_checked = True  # _migrate connects too
+            try:
+                self._migrate()
+            except BaseException:
+                self._schema_checked = False
+                raise
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            yield conn
+        finally:
+            conn.close()
+
+    def _retry(self, operation: Callable[[], Any]) -> Any:
+        """Run ``operation``, retrying a lock that outlived ``busy_timeout``; other faults → JobStoreError.
+
+        busy_timeout already waits for the lock; this covers the few places SQLite gives up without
+        calling the busy handler (e.g. switching to WAL while another process opens the file).
+        """
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except sqlite3.OperationalError as exc:
+                message = str(exc).lower()
+                attempt += 1
+                if ("locked" not in message and "busy" not in message) or attempt >= LOCK_RETRIES:
+                    raise store_error(self.path, exc) from exc
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+            except sqlite3.DatabaseError as exc:  # damaged file, full disk, ...
+                raise store_error(self.path, exc) from exc
+
+    def _write(self, operation: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``operation`` in one ``BEGIN IMMEDIATE`` transaction (all or nothing), with retries."""
+
+        def attempt():
+            with self._connect() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = operation(conn)
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return result
+
+        return self._retry(attempt)
+
+    def _read(self, sql: str, params: Iterable = ()) -> list[sqlite3.Row]:
+        def attempt():
+            with self._connect() as conn:
+                return conn.execute(sql, tuple(params)).fetchall()
+
+        return self._retry(attempt)
+
+    def _migrate(self) -> None:
+        """Bring the schema to ``SCHEMA_VERSION``; a store already there costs one read, no write lock."""
+        if self._read("PRAGMA user_version")[0][0] == SCHEMA_VERSION:
+            return
+
+        def upgrade(conn: sqlite3.Connection) -> None:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path} was written by a newer rcl (job schema {version}, "
+                                   f"this rcl knows {SCHEMA_VERSION}); upgrade rcl")
+            for statements in MIGRATIONS[version:]:
+                for sql in statements:
+                    conn.execute(sql)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+        self._write(upgrade)
+
+    # --- submission ----------------------------------------------------------------------------
+
+    def submit(self, config: TrainConfig | dict, name: str | None = None, group: str | None = None) -> Job:
+        """Validate ``config`` and queue it; an invalid config raises ``ValueError`` and stores nothing."""
+        prepared = _prepare(config, name)
+        return self._write(lambda conn: self._insert(conn, prepared, group))
+
+    def submit_many(self, configs: Iterable[TrainConfig | dict], group: str | None = None) -> list[Job]:
+        """Queue several configs in ONE transaction: all are stored, or (one invalid) none is."""
+        prepared = []
+        for i, config in enumerate(configs):
+            try:
+                prepared.append(_prepare(config, None))
+            except ValueError as exc:
+                label = config.get("name") if isinstance(config, dict) else config.name
+                raise ValueError(f"config {i + 1}{f' ({label})' if label else ''}: {exc}") from exc
+        return self._write(lambda conn: [self._insert(conn, p, group) for p in prepared])
+
+    def _insert(self, conn: sqlite3.Connection, prepared: tuple[str, dict], group: str | None) -> Job:
+        name, config = prepared
+        cursor = conn.execute(
+            "INSERT INTO jobs (name, group_name, config, state, created) VALUES (?, ?, ?, 'queued', ?)",
+            (name, group, json.dumps(config), _now()),
+        )
+        job_id = cursor.lastrowid
+        run_dir = self.home / _run_id(name, job_id)
+        # A store deleted and recreated can repeat ids; never reuse a folder (finished, training or a job's).
+        while any(p.exists() for p in (run_dir, paths.partial_dir(run_dir), job_dir(run_dir))):
+            run_dir = run_dir.with_name(f"{run_dir.name}-{random.randbytes(2).hex()}")
+        conn.execute("UPDATE jobs SET run_dir = ? WHERE id = ?", (str(run_dir), job_id))
+        return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def get(self, job_id: int | str) -> Job:
+        rows = self._read("SELECT * FROM jobs WHERE id = ?", (_job_id(job_id),))
+        if not rows:
+            raise JobNotFound(f"no job with id {job_id} in {self.path} (see `rcl jobs`)")
+        return Job.from_row(rows[0])
+
+    def list(self, states: Iterable[str] | None = None, group: str | None = None) -> list[Job]:
+        """Jobs in submission (= queue) order, optionally only some states or one group."""
+        sql, params = "SELECT * FROM jobs WHERE 1", []
+        if states is not None:
+            states = [states] if isinstance(states, str) else list(states)
+            unknown = sorted(set(states) - set(STATES))
+            if unknown:
+                raise ValueError(f"unknown job state {', '.join(unknown)}; choose from {', '.join(STATES)}")
+            sql += f" AND state IN ({', '.join('?' * len(states))})"
+            params += states
+        if group is not None:
+            sql += " AND group_name = ?"
+            params.append(group)
+        return [Job.from_row(row) for row in self._read(sql + " ORDER BY id", params)]
+
+    def count(self, states: Iterable[str] | str) -> int:
+        states = [states] if isinstance(states, str) else list(states)
+        sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({', '.join('?' * len(states))})"
+        return self._read(sql, states)[0][0]
+
+    def workers(self) -> list[dict]:
+        """Worker heartbeat rows, freshest first."""
+        return [dict(row) for row in self._read("SELECT * FROM workers ORDER BY heartbeat DESC")]
+
+    # --- state transitions ---------------------------------------------------------------------
+
+    def claim_next(self, worker_pid: int | None = None) -> Job | None:
+        """Atomically take the oldest queued job and mark it running (no child pid yet)."""
+
+        def claim(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            now = _now()
+            conn.execute("UPDATE jobs SET state = 'running', started = ?, heartbeat = ?, worker_pid = ? "
+                         "WHERE id = ?", (now, now, worker_pid or os.getpid(), row["id"]))
+            return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+        return self._write(claim)
+
+    def mark_running(self, job_id: int | str, pid: int, pid_start: str | None = None) -> bool:
+        """Record the child process of a claimed job (the worker calls this right after starting it)."""
+        return self._update(job_id, "state = 'running'", pid=pid, pid_start=pid_start, heartbeat=_now())
+
+    def adopt(self, job_id: int | str, worker_pid: int) -> bool:
+        """A new worker takes over watching a running job whose child outlived its worker."""
+        return self._update(job_id, "state = 'running'", worker_pid=worker_pid, heartbeat=_now())
+
+    def mark_done(self, job_id: int | str) -> bool:
+        return self._finish(job_id, "done", None)
+
+    def mark_failed(self, job_id: int | str, error: str) -> bool:
+        return self._finish(job_id, "failed", error)
+
+    def mark_cancelled(self, job_id: int | str, message: str | None = None) -> bool:
+        return self._finish(job_id, "cancelled", None, message)
+
+    def requeue(self, job_id: int | str, message: str | None = None, *, resume: bool = False) -> bool:
+        """Put a running job back at its place in the queue.
+
+        By default only a job claimed but whose process never started; ``resume=True`` also one whose
+        child is gone (interrupted): its next child resumes from the run's last checkpoint by itself.
+        """
+        condition = "state = 'running'" + ("" if resume else " AND pid IS NULL")
+        values: dict[str, Any] = {"state": "queued", "started": None, "heartbeat": None, "worker_pid": None,
+                                  "pid": None, "pid_start": None}
+        if message is not None:
+            values["message"] = message
+        return self._update(job_id, condition, **values)
+
+    def request_cancel(self, job_id: int | str) -> Job:
+        """Cancel: a queued job at once; a running one is stopped by the worker within ~1 s.
+
+        A finished job is returned unchanged (cancelling twice, or too late, is not an error).
+        """
+
+        def cancel(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE jobs SET state = 'cancelled', finished = ?, message = 'cancelled before it started' "
+                         "WHERE id = ? AND state = 'queued'", (_now(), _job_id(job_id)))
+            conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state = 'running'",
+                         (_job_id(job_id),))
+
+        self.get(job_id)  # a clear error for an unknown id
+        self._write(cancel)
+        return self.get(job_id)
+
+    def update_progress(self, job_id: int | str, **fields) -> bool:
+        """Set progress fields (``PROGRESS_FIELDS``) of a running job; a finished job is left alone."""
+        unknown = sorted(set(fields) - set(PROGRESS_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown progress fields {', '.join(unknown)}; known: {', '.join(PROGRESS_FIELDS)}")
+        return self._update(job_id, "state = 'running'", **fields) if fields else False
+
+    def heartbeat(self, worker_pid: int, poll_interval: float = 1.0, max_parallel: int = 1) -> None:
+        """The worker is alive: refresh its row and the heartbeat of the jobs it runs."""
+        now = _now()
+
+        def beat(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO workers (pid, host, started, heartbeat, poll_interval, max_parallel) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (pid) DO UPDATE SET heartbeat = excluded.heartbeat, "
+                "poll_interval = excluded.poll_interval, max_parallel = excluded.max_parallel",
+                (worker_pid, socket.gethostname(), now, now, poll_interval, max_parallel))
+            conn.execute("UPDATE jobs SET heartbeat = ? WHERE state = 'running' AND worker_pid = ?", (now, worker_pid))
+
+        self._write(beat)
+
+    def remove_workers(self, keep: int | None = None) -> None:
+        """Forget worker rows (all but ``keep``): their processes are gone."""
+        self._write(lambda conn: conn.execute("DELETE FROM workers WHERE pid IS NOT ?", (keep,)))
+
+    def _update(self, job_id: int | str, condition: str, **values) -> bool:
+        columns = ", ".join(f"{column} = ?" for column in values)
+        sql = f"UPDATE jobs SET {columns} WHERE id = ? AND {condition}"
+        params = (*values.values(), _job_id(job_id))
+        return self._write(lambda conn: conn.execute(sql, params).rowcount > 0)
+
+    def _finish(self, job_id: int | str, state: str, error: str | None, message: str | None = None) -> bool:
+        """Move an active job to a final state; a job already finished keeps its first outcome."""
+        values: dict[str, Any] = {"state": state, "finished": _now(), "error": error}
+        if message is not None:
+            values["message"] = message
+        return self._update(job_id, "state IN ('queued', 'running')", **values)
+
+
+def _job_id(job_id: int | str) -> int:
+    """A job id as SQLite stores it; anything else is "no such job" (never an OverflowError)."""
+    try:
+        value = int(job_id)
+    except (TypeError, ValueError):
+        raise JobNotFound(f"job ids are whole numbers, got {job_id!r} (see `rcl jobs`)") from None
+    if not 1 <= value <= MAX_JOB_ID:
+        raise JobNotFound(f"no job with id {job_id} (see `rcl jobs`)")
+    return value
+
+
+def _prepare(config: TrainConfig | dict, name: str | None) -> tuple[str, dict]:
+    """Validate a config and fix what must not depend on the submitter's directory (relative paths)."""
+    from rcl.config import SYNTHETIC, TrainConfig
+
+    data = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+    checked = TrainConfig.from_dict(data).check()
+    name = name or checked.name or f"{checked.loss}-{checked.model}-s{checked.seed}"
+    checked.name = checked.name or name
+    # The worker runs in the data directory, not the submitter's: pin relative paths now.
+    if checked.data != SYNTHETIC:
+        checked.data = str(Path(checked.data).expanduser().resolve())
+    if checked.weights is not None:
+        checked.weights = str(Path(checked.weights).expanduser().resolve())
+    return name, checked.to_dict()
+
+
+def _run_id(name: str, job_id: int) -> str:
+    """``20261124-153000-<name>-j12``: sortable by time, readable, unique within one job store."""
+    tag = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60]
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{tag}-j{job_id}"
