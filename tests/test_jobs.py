@@ -21,7 +21,7 @@ from rcl import jobs
 from rcl.cli import main
 from rcl.config import TrainConfig
 from rcl.jobs import JobStore, job_history, job_logs, progress_reporter, run_worker, worker_status
-from rcl.severity import ABLATION_CONFIGS
+from rcl.paper import ABLATION_CONFIGS
 
 # Behaviour of the fake trainer is chosen by the job name's prefix: ok, slow, stubborn, fail.
 FAKE_TRAINER = r'''

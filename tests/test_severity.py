@@ -79,3 +79,15 @@ def test_cost_matrix_zeroes_the_diagonal(toy_taxonomy):
     np.testing.assert_array_equal(c, [[0, 1, 2], [1, 0, 2], [9, 9, 0]])
     with pytest.raises(ValueError, match="square"):
         as_matrix(np.ones((2, 3)))
+
+
+def test_penalties_and_for_taxonomy():
+    isic, brain = rcl.preset("isic2018"), rcl.preset("brain_mri")
+    standard = rcl.SeverityMatrix.from_penalties(isic, 3.0, 42.0)
+    assert standard.penalties == (3.0, 42.0)
+    assert standard.for_taxonomy(isic) is standard
+    moved = standard.for_taxonomy(brain)
+    assert moved.taxonomy == brain and moved.penalties == (3.0, 42.0) and moved.is_standard
+    custom = rcl.SeverityMatrix(isic, standard.values)  # no α/β recorded: the paper's proposed pair
+    assert custom.penalties == (5.0, 20.0)
+    assert custom.for_taxonomy(brain) == rcl.SeverityMatrix.from_penalties(brain)

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from importlib import import_module
 
+from rcl.text import num as fmt  # the CLI's number format is the app's
+
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
 
 
@@ -24,10 +26,6 @@ def command(name: str, help: str, add: Callable[[argparse.ArgumentParser], None]
         return run
 
     return wrap
-
-
-def fmt(value, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def print_json(data) -> None:
