@@ -40,6 +40,7 @@ _LAZY = {
     "make_loss": ("rcl.losses", "make_loss"),
     "LOSSES": ("rcl.losses", "LOSSES"),
     "TrainConfig": ("rcl.config", "TrainConfig"),
+    "demo_config": ("rcl.demo", "demo_config"),
     "MAX_UPLOAD_BYTES": ("rcl.triage", "MAX_UPLOAD_BYTES"),
     "STACKING": ("rcl.triage", "STACKING"),
     "gradcam": ("rcl.triage", "gradcam"),
