@@ -12,6 +12,7 @@ import pandas as pd
 
 from rcl.config import TrainConfig
 from rcl.paper import ABLATION_CONFIGS, BASELINES, METHODS
+from rcl.text import MISSING
 
 
 def ablation_configs(base: TrainConfig, seeds: Iterable[int]) -> list[TrainConfig]:
@@ -57,7 +58,7 @@ def summarise(rows: Sequence[dict]) -> pd.DataFrame:
 def to_markdown(summary: pd.DataFrame, title: str = "") -> str:
     def pm(row, metric, scale=1.0, digits=3):
         mean, std = row[f"{metric}_mean"] * scale, row[f"{metric}_std"] * scale
-        return "n/a" if np.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return MISSING if np.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
     lines = [f"### {title}", ""] if title else []
     lines += ["| method | seeds | CER (%) | F1-macro | accuracy (%) | Type II | Type I | visual ambiguity |",

@@ -24,6 +24,7 @@ from rcl.decision import decide, expected_costs
 from rcl.decision_scale import scaled_matrix
 from rcl.losses import COST_SENSITIVE_LOSSES
 from rcl.runs import LoadedModel, Run
+from rcl.text import pct
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 UNFAMILIAR = "unfamiliar image: refer (unlike the model's training data)"
@@ -214,7 +215,7 @@ def gradcam(loaded: LoadedModel, image, target: int | str | None = None) -> np.n
 
 # Fallback when the model carries no fitted referral rule: refer to a clinician unless the model is
 # at least 90% sure either way about malignancy, i.e. when P(malignant) is in [0.10, 0.90]. A fixed,
-# uncalibrated band: a run's own rule (``rcl.decision.fit_referral`` on validation, stored as
+# uncalibrated band: a run's own rule (``rcl.referral.fit_referral`` on validation, stored as
 # ``metrics.json["referral"]``) replaces it whenever present.
 REFERRAL_BAND = (0.10, 0.90)
 
@@ -237,7 +238,7 @@ def referral(loaded: LoadedModel, result: TriageResult) -> dict:
                 band = "no band (target met without referral)" if rule.low is None else \
                     f"P(malignant) in [{rule.low:.2f}, {rule.high:.2f}]"
                 return {"refer": bool(referred[0]), "low": rule.low, "high": rule.high,
-                        "rule": f"the run's fitted referral rule: {band}, target CER {rule.target_cer:.0%}"
+                        "rule": f"the run's fitted referral rule: {band}, target CER {pct(rule.target_cer, 0)}"
                                 + ("" if rule.met_target else " (target NOT met on validation)")}
         except ValueError:
             pass
