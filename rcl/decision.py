@@ -1,4 +1,4 @@
-"""Decisions from stored probabilities (SPEC "Beyond the paper": Bayes minimum-risk decision).
+"""Decisions from stored probabilities: the Bayes minimum-risk decision under a severity matrix.
 
 A trained model's probabilities can be turned into a safer decision without retraining: predict
 the class of lowest expected cost under the clinician's matrix. Everything here works on stored
