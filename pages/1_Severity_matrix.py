@@ -9,20 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from rcl.severity import SeverityMatrix
-from rcl.taxonomy import PRESETS, Taxonomy
-from ui.common import (
-    TIER_COLOURS,
-    current_matrix,
-    disclaimer,
-    fmt,
-    fmt_pct,
-    guard,
-    matrix_caption,
-    page,
-    run_picker,
-    set_matrix,
-)
+import rcl
+from ui.common import TIER_COLOURS, current_matrix, disclaimer, guard, page, run_picker, set_matrix
 
 page("Severity matrix")
 st.write(
@@ -41,7 +29,7 @@ def _load_uploaded() -> None:
     if upload is None:
         return
     try:
-        loaded = SeverityMatrix.from_json(upload.getvalue().decode("utf-8", errors="replace"))
+        loaded = rcl.SeverityMatrix.from_json(upload.getvalue().decode("utf-8", errors="replace"))
     except ValueError as exc:
         st.session_state["matrix_load_error"] = str(exc)
         return
@@ -57,18 +45,18 @@ def _load_uploaded() -> None:
 # --- taxonomy -----------------------------------------------------------------------------------
 left, right = st.columns([1, 1], gap="large")
 with left:
-    options = (["selected run"] if run is not None else []) + list(PRESETS) + ["custom"]
+    options = (["selected run"] if run is not None else []) + list(rcl.PRESETS) + ["custom"]
     if "loaded_taxonomy" in st.session_state:
         options.append("from file")
     stored = current_matrix()
     if st.session_state.get("taxonomy_choice") not in options:
         default = "selected run" if run is not None and run.taxonomy.classes == stored.taxonomy.classes else None
         if default is None:
-            default = stored.taxonomy.name if stored.taxonomy.name in PRESETS else options[0]
+            default = stored.taxonomy.name if stored.taxonomy.name in rcl.PRESETS else options[0]
         st.session_state["taxonomy_choice"] = default
     choice = st.selectbox("Classes (taxonomy)", options, key="taxonomy_choice",
                           help="Use the selected run's classes to see it re-decided under this matrix.")
-    taxonomy: Taxonomy | None = None
+    taxonomy: rcl.Taxonomy | None = None
     if choice == "selected run" and run is not None:
         taxonomy = run.taxonomy
     elif choice == "from file":
@@ -79,24 +67,24 @@ with left:
         malignant = st.multiselect("Which are malignant (critical)?", classes, default=classes[-1:],
                                    key="custom_malignant")
         with guard("custom taxonomy"):
-            taxonomy = Taxonomy.from_malignant(classes, malignant, name="custom")
+            taxonomy = rcl.Taxonomy.from_malignant(classes, malignant, name="custom")
     else:
-        taxonomy = PRESETS[choice]
+        taxonomy = rcl.PRESETS[choice]
     if taxonomy is None:
         st.stop()
     st.caption(f"Malignant: {', '.join(taxonomy.malignant) or 'none'} · benign: {', '.join(taxonomy.benign) or 'none'}")
 
     # --- α / β ----------------------------------------------------------------------------------
     base = current_matrix(taxonomy)
-    st.session_state.setdefault("alpha_slider", float(base.alpha if base.alpha is not None else 5.0))
-    st.session_state.setdefault("beta_slider", float(base.beta if base.beta is not None else 20.0))
+    st.session_state.setdefault("alpha_slider", float(base.penalties[0]))
+    st.session_state.setdefault("beta_slider", float(base.penalties[1]))
     c1, c2 = st.columns(2)
     alpha = c1.slider("α: false alarm (benign → malignant)", 0.0, 50.0, step=0.5, key="alpha_slider")
     beta = c2.slider("β: miss (malignant → benign)", 0.0, 50.0, step=0.5, key="beta_slider")
     if base.alpha == alpha and base.beta == beta:
         start = base  # keeps per-cell edits while α/β are unchanged
     else:
-        start = SeverityMatrix.from_penalties(taxonomy, alpha, beta)
+        start = rcl.SeverityMatrix.from_penalties(taxonomy, alpha, beta)
 
     # --- per-cell editor ------------------------------------------------------------------------
     st.markdown("**Per-cell edits** (rows: true class, columns: predicted class). Moving a slider rebuilds "
@@ -111,14 +99,14 @@ with left:
         width="stretch",
         column_config={c: st.column_config.NumberColumn(c, step=0.5, format="%g") for c in taxonomy.classes},
     )
-    matrix: SeverityMatrix | None = None
+    matrix: rcl.SeverityMatrix | None = None
     try:
-        matrix = SeverityMatrix(taxonomy, edited.to_numpy(dtype=float, na_value=np.nan), alpha, beta)
+        matrix = rcl.SeverityMatrix(taxonomy, edited.to_numpy(dtype=float, na_value=np.nan), alpha, beta)
     except (ValueError, TypeError) as exc:
         st.error(f"This matrix cannot be used: {exc}")
     if matrix is not None:
         set_matrix(matrix)
-        st.caption(f"Current matrix: {matrix_caption(matrix)}")
+        st.caption(f"Current matrix: {rcl.matrix_caption(matrix)}")
 
     # --- save / load ----------------------------------------------------------------------------
     s1, s2 = st.columns(2)
@@ -151,36 +139,33 @@ with right:
                    "**selected run** as the classes to re-decide it.")
     else:
         with guard("re-deciding the run"):
-            from rcl.decision import redecide
-            from rcl.losses import COST_SENSITIVE_LOSSES
-
             pred = run.predictions("test")
-            result = redecide(run.calibrated_probs("test"), pred["labels"], run.taxonomy, matrix)
+            result = rcl.redecide(run.calibrated_probs("test"), pred["labels"], run.taxonomy, matrix)
             stored = run.metrics.get("test", {})
+            missed, malignant = rcl.missed_malignant(result.confusion, run.taxonomy)
             st.caption(f"{run.label} · {result.n} test images · Bayes minimum-risk decision under the matrix, "
-                       "compared with the model's argmax")
+                       f"compared with the model's argmax · {rcl.count_of(missed, malignant)} malignant cases "
+                       "called benign")
             m1, m2, m3 = st.columns(3)
             delta_cer = None if result.cer is None or stored.get("cer") is None else result.cer - stored["cer"]
-            m1.metric("CER", fmt_pct(result.cer), None if delta_cer is None else f"{100 * delta_cer:+.1f} pts",
+            m1.metric("CER", rcl.pct(result.cer), None if delta_cer is None else rcl.points(delta_cer),
                       delta_color="inverse", help="Critical Error Rate: malignant cases called benign (lower is safer)")
-            m2.metric("F1-macro", fmt(result.f1_macro),
-                      None if stored.get("f1_macro") is None else f"{result.f1_macro - stored['f1_macro']:+.3f}")
-            m3.metric("Accuracy", fmt_pct(result.accuracy))
-            tiers = pd.DataFrame({
-                "tier": ["Visual ambiguity (safe)", "Type I (false alarm)", "Type II (fatal miss)"],
-                "re-decided": [result.tiers.get(k, 0) for k in ("visual_ambiguity", "type_1", "type_2")],
-                "argmax": [stored.get("tiers", {}).get(k, 0) for k in ("visual_ambiguity", "type_1", "type_2")],
-            })
+            m2.metric("F1-macro", rcl.num(result.f1_macro),
+                      None if stored.get("f1_macro") is None else rcl.signed(result.f1_macro - stored["f1_macro"]))
+            m3.metric("Accuracy", rcl.pct(result.accuracy))
+            rows = rcl.tier_comparison(result.tiers, stored.get("tiers", {}))
+            tiers = pd.DataFrame({"tier": [r["tier"] for r in rows], "re-decided": [r["count"] for r in rows],
+                                  "argmax": [r["reference"] for r in rows]})
             bar = go.Figure()
             bar.add_bar(y=tiers["tier"], x=tiers["argmax"], name="argmax (as trained)", orientation="h",
                         marker_color="#BBBBBB")
             bar.add_bar(y=tiers["tier"], x=tiers["re-decided"], name="re-decided", orientation="h",
-                        marker_color=[TIER_COLOURS[k] for k in ("visual_ambiguity", "type_1", "type_2")])
+                        marker_color=[TIER_COLOURS[r["key"]] for r in rows])
             bar.update_layout(barmode="group", height=240, margin={"t": 10, "b": 10, "l": 10, "r": 10},
                               legend={"orientation": "h"})
             st.plotly_chart(bar, width="stretch")
             st.dataframe(tiers, hide_index=True, width="stretch")
-            if run.train.get("loss") in COST_SENSITIVE_LOSSES:
+            if rcl.trained_with_costs(run):
                 st.info(f"This run was trained with a cost-sensitive loss (**{run.train['loss']}**): its "
                         "probabilities already carry the costs, so applying the matrix again at decision time "
                         "double-counts them. Compare with a run trained with plain cross-entropy.")

@@ -6,7 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui.common import current_matrix, disclaimer, guard, matrix_caption, page
+from rcl import matrix_caption
+from ui.common import current_matrix, disclaimer, guard, page
 
 MODELS = ["small_cnn", "resnet18", "resnet50", "vit_base_patch16_224", "other (timm name)"]
 POLL_SECONDS = 2.0

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from rcl.report import PAPER_RESULTS, front_flags, run_ci, with_ci
+import rcl
 from ui.common import LOSS_COLOURS, disclaimer, finished_rows, get_run, guard, no_runs_message, page
 
 MAX_BOOTSTRAP = 60  # runs without stored CIs get one computed (and cached) up to this many per view
@@ -21,20 +21,12 @@ st.write("Each point is a finished run: **CER** on x (malignant cases called ben
 
 @st.cache_data(show_spinner=False, max_entries=2048)
 def cached_ci(path: str, mtime: int) -> dict:
-    return run_ci(get_run(path))
+    return rcl.run_ci(get_run(path))
 
 
 @st.cache_data(show_spinner="Re-deciding runs under the swept matrices…", max_entries=16)
 def cached_frontier(keys: tuple[tuple[str, int], ...]) -> list[dict]:
-    from rcl.decision import frontier
-
-    entries = []
-    for path, _ in keys:
-        run = get_run(path)
-        pred = run.predictions("test")
-        entries.append({"run_id": run.id, "loss": run.train["loss"], "probs": run.calibrated_probs("test"),
-                        "labels": pred["labels"], "taxonomy": run.taxonomy})
-    return frontier(entries)
+    return rcl.decision_frontier([get_run(path) for path, _ in keys])
 
 
 def mtime(path: str) -> int:
@@ -69,13 +61,13 @@ if not view:
 missing = [i for i, r in enumerate(view) if r["cer_low"] is None and r["f1_low"] is None]
 with guard("bootstrap intervals"):
     for i in missing[:MAX_BOOTSTRAP]:
-        view[i] = with_ci(view[i], cached_ci(view[i]["path"], mtime(view[i]["path"])))
+        view[i] = rcl.with_ci(view[i], cached_ci(view[i]["path"], mtime(view[i]["path"])))
 if len(missing) > MAX_BOOTSTRAP:
     st.caption(f"{len(missing) - MAX_BOOTSTRAP} runs have no stored confidence interval and are drawn without "
                "error bars (training stores them at the end of a run).")
 
 frame = pd.DataFrame(view)
-frame["on_front"] = front_flags(view)
+frame["on_front"] = rcl.front_flags(view)
 numeric = ["cer", "cer_low", "cer_high", "f1_macro", "f1_low", "f1_high", "accuracy"]
 frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
 
@@ -118,7 +110,7 @@ if show_rules:
             st.caption(f"Decision-rule variants are drawn for the first {MAX_DECISION_RUNS} runs only.")
 
 if show_paper:
-    paper = pd.DataFrame(PAPER_RESULTS)
+    paper = pd.DataFrame(rcl.PAPER_RESULTS)
     fig.add_scatter(
         x=paper["cer"], y=paper["f1_macro"], mode="markers", name="paper (published, other data)",
         marker={"size": 10, "symbol": "diamond-open", "color": "#CC79A7"},
@@ -126,7 +118,7 @@ if show_paper:
         hovertemplate="PAPER: %{customdata[0]} · %{customdata[1]} · %{customdata[2]}<br>CER %{x:.1%} · F1 %{y:.3f}"
                       "<extra></extra>",
     )
-    st.caption("Paper points are the published test results on the real datasets (SPEC, Tables III and V): a "
+    st.caption("Paper points are the published test results on the real datasets (the paper's Tables III and V): a "
                "reference for scale, not comparable with runs on other data.")
 
 x_max = pd.concat([frame["cer"], frame["cer_high"]]).max()
@@ -138,8 +130,8 @@ fig.update_layout(xaxis_range=[-0.01, x_max], xaxis_title="CER (lower is safer)"
                   margin={"t": 20, "b": 10, "l": 10, "r": 10})
 st.plotly_chart(fig, width="stretch")
 
-st.caption(f"{len(view)} runs on {dataset}; {int(frame['on_front'].sum())} on the frontier. Error bars: 95% "
-           "bootstrap intervals of the test metrics.")
+st.caption(f"{len(view)} runs on {dataset}, each at its argmax decision on its test split; "
+           f"{int(frame['on_front'].sum())} on the frontier. Error bars: 95% bootstrap intervals of the test metrics.")
 columns = ["label", "loss", "model", "alpha", "beta", "seed", "cer", "cer_low", "cer_high", "f1_macro", "f1_low",
            "f1_high", "accuracy", "type_2", "on_front", "id"]
 st.dataframe(frame[columns].sort_values("cer"), hide_index=True, width="stretch")

@@ -6,8 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from rcl.metrics import TIER_LABELS, TIERS
-from rcl.report import confusion_view, tier_totals, type2_samples
+import rcl
 from ui.common import TIER_COLOURS, disclaimer, guard, no_runs_message, page, run_picker
 
 page("Confusion")
@@ -18,20 +17,20 @@ if run is None:
     st.stop()
 
 test = run.metrics.get("test", {})
-st.write(f"**{run.label}** · test split, {test.get('n', '?')} images · cells coloured by error tier "
-         "(rows: true class, columns: predicted class).")
+st.write(f"**{run.label}** · test split, {test.get('n', '?')} images · argmax decision · cells coloured by "
+         "error tier (rows: true class, columns: predicted class).")
 normalise = st.toggle("Row-normalised (share of each true class)", key="confusion_normalise")
 
 with guard("confusion matrix"):
-    view = confusion_view(test["confusion"], run.taxonomy, normalise=normalise)
+    view = rcl.confusion_view(test["confusion"], run.taxonomy, normalise=normalise)
     k = len(view["classes"])
     # A discrete colour scale: one band per tier index (0..3), in the Okabe-Ito palette.
     scale = []
-    for i, tier in enumerate(TIERS):
+    for i, tier in enumerate(rcl.TIERS):
         scale += [[i / 4, TIER_COLOURS[tier]], [(i + 1) / 4, TIER_COLOURS[tier]]]
-    text = [[(f"{view['values'][i, j]:.0%}" if normalise else f"{view['counts'][i, j]}") for j in range(k)]
+    text = [[(rcl.pct(view['values'][i, j], 0) if normalise else f"{view['counts'][i, j]}") for j in range(k)]
             for i in range(k)]
-    tier_names = np.vectorize(lambda t: TIER_LABELS[TIERS[t]])(view["tiers"])
+    tier_names = np.vectorize(lambda t: rcl.TIER_LABELS[rcl.TIERS[t]])(view["tiers"])
     # Empty cells are drawn faint so the eye goes to where the errors are.
     opacity_z = np.where(view["counts"] > 0, view["tiers"] + 0.5, np.nan)
     fig = go.Figure()
@@ -42,8 +41,8 @@ with guard("confusion matrix"):
                     customdata=np.dstack([tier_names, view["counts"]]),
                     hovertemplate="true %{y} → predicted %{x}<br>%{customdata[0]}<br>%{customdata[1]} images"
                                   "<extra></extra>")
-    for tier in TIERS:  # legend entries for the tier colours
-        fig.add_scatter(x=[None], y=[None], mode="markers", name=TIER_LABELS[tier],
+    for tier in rcl.TIERS:  # legend entries for the tier colours
+        fig.add_scatter(x=[None], y=[None], mode="markers", name=rcl.TIER_LABELS[tier],
                         marker={"size": 12, "symbol": "square", "color": TIER_COLOURS[tier]})
     fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
                       height=120 + 60 * k, legend={"orientation": "h", "y": -0.15},
@@ -52,13 +51,13 @@ with guard("confusion matrix"):
     left.plotly_chart(fig, width="stretch")
     with right:
         st.markdown("**Tier totals**")
-        for row in tier_totals(test.get("tiers", {})):
+        for row in rcl.tier_totals(test.get("tiers", {})):
             st.markdown(f"<span style='color:{TIER_COLOURS[row['key']]};font-size:1.3em'>■</span> "
                         f"{row['tier']}: **{row['count']}**", unsafe_allow_html=True)
 
 st.subheader("Fatal misses: malignant cases the model sent home (Type II)")
 with guard("Type II gallery"):
-    samples = type2_samples(run)
+    samples = rcl.type2_samples(run)
     if not samples:
         st.success("No Type II error on the test split.")
     else:

@@ -9,43 +9,27 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from rcl import paths
-from rcl.losses import COST_SENSITIVE_LOSSES
-from rcl.triage import STACKING
-from ui.common import (
-    DISCLAIMER,
-    current_matrix,
-    finished_rows,
-    guard,
-    matrix_caption,
-    page,
-)
+import rcl
+from ui.common import current_matrix, finished_rows, guard, page
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 
 page("Triage")
-st.warning(f"⚠️ {DISCLAIMER}")
+st.warning(f"⚠️ {rcl.DISCLAIMER}")
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
 def load_cached(source: str, mtime: int):
-    from rcl.runs import load_model
-
-    return load_model(source, device="cpu")
-
-
-def exported_models() -> dict[str, str]:
-    root = paths.models_dir()
-    return {f"model: {p.name}": str(p) for p in sorted(root.iterdir()) if (p / "model.json").is_file()}
+    return rcl.load_model(source, device="cpu")
 
 
 # --- model --------------------------------------------------------------------------------------
-sources = exported_models()
+sources = {f"model: {p.name}": str(p) for p in rcl.exported_models()}
 sources.update({f"run: {r['label']} · {r['id'][:15]}": r["path"] for r in finished_rows()})
 if not sources:
     st.info("No model to triage with yet. Train one (**Home** → *Train a demo model*, or **Train**), or export "
-            f"a finished run for deployment: `rcl export RUN_DIR --name NAME` (into `{paths.models_dir()}`).")
+            f"a finished run for deployment: `rcl export RUN_DIR --name NAME` (into `{rcl.models_dir()}`).")
     st.stop()
 
 choice = st.selectbox("Model", list(sources), key="triage_model",
@@ -69,24 +53,22 @@ else:
                f"classes {', '.join(loaded.taxonomy.classes)}")
 
 matrix = current_matrix(loaded.taxonomy)
-if loaded.card.get("loss") in COST_SENSITIVE_LOSSES:
+if rcl.trained_with_costs(loaded):
     # The costs are already in the training: by default decide with the run's own matrix, scaled on
     # validation, rather than applying the Severity page's matrix a second time.
     use_current = st.toggle("Decide under the Severity page's matrix instead of the model's tuned default",
-                            value=False, help=STACKING)
+                            value=False, help=rcl.STACKING)
     if not use_current:
         matrix = None
-    st.caption("Decision matrix: " + (f"{matrix_caption(matrix)} (set on **Severity matrix**)" if use_current else
+    st.caption("Decision matrix: " + (f"{rcl.matrix_caption(matrix)} (set on **Severity matrix**)" if use_current else
                                       "the model's own, tuned on validation (trained with a cost-sensitive loss)"))
 else:
-    st.caption(f"Decision matrix: {matrix_caption(matrix)} (set on **Severity matrix**)")
+    st.caption(f"Decision matrix: {rcl.matrix_caption(matrix)} (set on **Severity matrix**)")
 
 # --- image --------------------------------------------------------------------------------------
 left, right = st.columns(2, gap="large")
 with left:
-    from rcl.triage import MAX_UPLOAD_BYTES
-
-    upload = st.file_uploader(f"Upload an image ({', '.join(UPLOAD_TYPES)}; at most {MAX_UPLOAD_BYTES // 2**20} MB)",
+    upload = st.file_uploader(f"Upload an image ({', '.join(UPLOAD_TYPES)}; at most {rcl.MAX_UPLOAD_BYTES // 2**20} MB)",
                               type=UPLOAD_TYPES, key="triage_upload")
     examples = {p.stem.removeprefix("synthetic_"): p for p in sorted(ASSETS.glob("*.png"))}
     example = st.selectbox("…or a bundled synthetic example", ["(none)", *examples], key="triage_example",
@@ -104,10 +86,8 @@ if image_bytes is None:
 
 result = None
 with guard(f"could not triage {image_name!r}"):
-    from rcl.triage import read_image, referral, triage
-
-    picture = read_image(image_bytes)  # a clear ValueError for anything that is not a readable image
-    result = triage(loaded, image_bytes, matrix)
+    picture = rcl.read_image(image_bytes)  # a clear ValueError for anything that is not a readable image
+    result = rcl.triage_image(loaded, image_bytes, matrix)
 if result is None:
     st.stop()
 
@@ -115,7 +95,7 @@ with left:
     st.image(picture, caption=f"{image_name} ({picture.width} × {picture.height})", width=300)
 
 with right:
-    refer = referral(loaded, result)
+    refer = rcl.referral_flag(loaded, result)
     if result.unfamiliar:
         st.error(f"🩺 **Unfamiliar image: refer to a clinician.** {refer['rule'].capitalize()}, so the "
                  "probabilities below are not to be trusted.")
@@ -144,17 +124,15 @@ with right:
     st.markdown(f"**Expected cost of each answer** under the {result.matrix_source} (lowest is chosen):")
     st.dataframe(costs, hide_index=True, width="stretch",
                  column_config={"expected cost": st.column_config.NumberColumn(format="%.3f")})
-    if STACKING in result.flags:
-        st.warning(STACKING)
+    if rcl.STACKING in result.flags:
+        st.warning(rcl.STACKING)
 
 st.subheader("Grad-CAM: where the model looked")
 with guard("Grad-CAM"):
-    from rcl.triage import gradcam
-
     target = st.selectbox("Explain the class", ["decision", "most likely", *loaded.taxonomy.classes],
                           key="cam_target")
     target_class = {"decision": result.decision, "most likely": result.argmax}.get(target, target)
-    overlay = gradcam(loaded, image_bytes, target=target_class)
+    overlay = rcl.gradcam(loaded, image_bytes, target=target_class)
     g1, g2 = st.columns(2)
     g1.image(picture.resize((overlay.shape[1], overlay.shape[0])), caption="model input (resized)", width=300)
     g2.image(overlay, caption=f"Grad-CAM for {target_class}", width=300)
@@ -162,4 +140,4 @@ with guard("Grad-CAM"):
 st.download_button("Download the result (JSON)",
                    json.dumps({"image": image_name, **result.to_dict(), "referral": refer}, indent=2),
                    file_name="triage.json", mime="application/json")
-st.caption(DISCLAIMER)
+st.caption(rcl.DISCLAIMER)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rcl.report import run_card_html, run_card_markdown
+import rcl
 from ui.common import disclaimer, finished_rows, get_run, guard, no_runs_message, page, run_picker
 
 page("Run card")
@@ -21,7 +21,7 @@ if run is None:
 def cards(path: str, signature: tuple) -> tuple[str, str]:
     run = get_run(path)
     others = [get_run(r["path"]) for r in finished_rows() if r["dataset"] == run.config.get("dataset", {}).get("name")]
-    return run_card_markdown(run, others), run_card_html(run, others)
+    return rcl.run_card_markdown(run, others), rcl.run_card_html(run, others)
 
 
 with guard("run card"):

@@ -1,7 +1,8 @@
 """rcl: risk-calibrated medical image classification.
 
-The public API lives here. Names that need torch are imported on first use, so that light
-commands (``rcl jobs``, ``rcl runs``) and numpy-only callers start fast.
+The public API lives here; the app's pages import nothing else. Names that need torch are
+imported on first use, so that light commands (``rcl jobs``, ``rcl runs``) and numpy-only callers
+start fast.
 """
 
 from importlib import import_module
@@ -12,47 +13,73 @@ from rcl.calibration import (
     fit_temperature,
     reliability_diagram,
 )
-from rcl.decision import (
-    ReferralRule,
-    apply_referral,
-    decide,
-    expected_costs,
-    fit_referral,
-    frontier,
-    redecide,
-    referral_report,
-    scaled_matrix,
-    sweep,
-    tune_decision_scale,
-)
-from rcl.metrics import Evaluation, evaluate, pareto_front
+from rcl.decision import decide, expected_costs, frontier, redecide, sweep
+from rcl.decision_scale import scaled_matrix, tune_decision_scale
+from rcl.errors import debug_enabled, user_message
+from rcl.errors import explain as explain_error
+from rcl.metrics import TIERS, Evaluation, evaluate, pareto_front
+from rcl.paper import PAPER_RESULTS
+from rcl.paths import home, models_dir
+from rcl.referral import ReferralRule, apply_referral, fit_referral, referral_report
 from rcl.severity import SeverityMatrix, severity_matrix
 from rcl.taxonomy import PRESETS, Taxonomy, preset
+from rcl.text import DISCLAIMER, TIER_LABELS, count_of, matrix_caption, num, pct, points, signed
 from rcl.uncertainty import bootstrap_ci, paired_difference
 
 __version__ = "0.1.0"
 
+# name -> (module, attribute), imported on first use: the run-folder modules reach torch through
+# the unfamiliar-image detector. Two names differ from their attribute: ``rcl.triage`` and
+# ``rcl.referral`` are modules, so the functions of those names are ``triage_image`` and
+# ``referral_flag`` here.
 _LAZY = {
-    "make_loss": "rcl.losses",
-    "LOSSES": "rcl.losses",
+    **{name: ("rcl.runs", name) for name in ("LoadedModel", "Run", "load_model", "load_run")},
+    **{name: ("rcl.listing", name) for name in ("decision_frontier", "exported_models", "folder_signature",
+                                                "front_flags", "run_ci", "run_rows", "with_ci")},
+    **{name: ("rcl.confusion", name) for name in ("confusion_view", "missed_malignant", "tier_comparison",
+                                                  "tier_totals", "type2_samples")},
+    **{name: ("rcl.run_card", name) for name in ("run_card_html", "run_card_markdown")},
+    "make_loss": ("rcl.losses", "make_loss"),
+    "LOSSES": ("rcl.losses", "LOSSES"),
+    "TrainConfig": ("rcl.config", "TrainConfig"),
+    "demo_config": ("rcl.demo", "demo_config"),
+    "MAX_UPLOAD_BYTES": ("rcl.triage", "MAX_UPLOAD_BYTES"),
+    "STACKING": ("rcl.triage", "STACKING"),
+    "gradcam": ("rcl.triage", "gradcam"),
+    "read_image": ("rcl.triage", "read_image"),
+    "referral_flag": ("rcl.triage", "referral"),
+    "trained_with_costs": ("rcl.triage", "trained_with_costs"),
+    "triage_image": ("rcl.triage", "triage"),
+    "JobStore": ("rcl.jobs", "JobStore"),
+    "ensure_worker": ("rcl.jobs", "ensure_worker"),
+    "worker_status": ("rcl.jobs", "worker_status"),
 }
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
+        module, attribute = _LAZY[name]
+        return getattr(import_module(module), attribute)
     raise AttributeError(f"module 'rcl' has no attribute {name!r}")
 
 
 __all__ = [
-    "Evaluation",
+    "DISCLAIMER",
+    "PAPER_RESULTS",
     "PRESETS",
+    "TIERS",
+    "TIER_LABELS",
+    "Evaluation",
     "ReferralRule",
     "SeverityMatrix",
     "Taxonomy",
     "apply_referral",
     "apply_temperature",
     "bootstrap_ci",
+    "count_of",
+    "debug_enabled",
+    "explain_error",
+    "user_message",
     "decide",
     "evaluate",
     "expected_calibration_error",
@@ -60,14 +87,21 @@ __all__ = [
     "fit_referral",
     "fit_temperature",
     "frontier",
+    "home",
+    "matrix_caption",
+    "models_dir",
+    "num",
     "paired_difference",
     "pareto_front",
+    "pct",
+    "points",
     "preset",
     "redecide",
     "referral_report",
     "reliability_diagram",
     "scaled_matrix",
     "severity_matrix",
+    "signed",
     "sweep",
     "tune_decision_scale",
     *_LAZY,

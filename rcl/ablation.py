@@ -1,5 +1,5 @@
-"""The paper's ablation (SPEC Table IV) as one grid: baselines CE, WCE, Focal, LS and the 7 RCL
-configurations, each over N seeds, summarised as mean ± std in one CSV and one Markdown table."""
+"""The paper's ablation (Table IV; the grid is defined in :mod:`rcl.paper`): baselines CE, WCE,
+Focal, LS and the 7 RCL configurations, each over N seeds, summarised as mean ± std in one CSV and one Markdown table."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 
 from rcl.config import TrainConfig
-from rcl.severity import ABLATION_CONFIGS
-
-BASELINES = {"CE": "ce", "WCE": "wce", "Focal": "focal", "LS": "label_smoothing"}
+from rcl.paper import ABLATION_CONFIGS, BASELINES, METHODS
+from rcl.text import MISSING
 
 
 def ablation_configs(base: TrainConfig, seeds: Iterable[int]) -> list[TrainConfig]:
@@ -45,7 +44,7 @@ def summarise(rows: Sequence[dict]) -> pd.DataFrame:
                         "f1_macro": test["f1_macro"], "accuracy": test["accuracy"],
                         **{f"n_{k}": v for k, v in test["tiers"].items()}})
     frame = pd.DataFrame(records)
-    order = [m for m in [*BASELINES, *ABLATION_CONFIGS] if m in set(frame["method"])]
+    order = [m for m in METHODS if m in set(frame["method"])]
     order += sorted(set(frame["method"]) - set(order))
     stats = frame.groupby("method").agg(["mean", "std", "count"]).reindex(order)
     out = pd.DataFrame(index=stats.index)
@@ -59,7 +58,7 @@ def summarise(rows: Sequence[dict]) -> pd.DataFrame:
 def to_markdown(summary: pd.DataFrame, title: str = "") -> str:
     def pm(row, metric, scale=1.0, digits=3):
         mean, std = row[f"{metric}_mean"] * scale, row[f"{metric}_std"] * scale
-        return "n/a" if np.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+        return MISSING if np.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
     lines = [f"### {title}", ""] if title else []
     lines += ["| method | seeds | CER (%) | F1-macro | accuracy (%) | Type II | Type I | visual ambiguity |",

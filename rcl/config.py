@@ -12,12 +12,11 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from rcl.data.layouts import SYNTHETIC
 from rcl.losses import LOSSES
 from rcl.selection import SELECTION_RULES
 from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, validate_matrix
 from rcl.taxonomy import Taxonomy, preset
-
-SYNTHETIC = "synthetic"
 
 
 @dataclass

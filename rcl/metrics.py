@@ -19,12 +19,6 @@ import numpy as np
 from rcl.taxonomy import Taxonomy
 
 TIERS = ("correct", "visual_ambiguity", "type_1", "type_2")
-TIER_LABELS = {
-    "correct": "Correct",
-    "visual_ambiguity": "Visual ambiguity (safe)",
-    "type_1": "Type I (false alarm)",
-    "type_2": "Type II (fatal miss)",
-}
 
 
 def as_labels(values, taxonomy: Taxonomy, what: str = "labels") -> np.ndarray:

@@ -20,6 +20,7 @@ from rcl.errors import explain
 from rcl.ood import OOD_FILE, MahalanobisDetector
 from rcl.severity import SeverityMatrix
 from rcl.taxonomy import Taxonomy
+from rcl.text import penalties
 
 MODEL_CARD = "model.json"
 # What inference needs from a run's metrics.json beyond the weights (fitted on validation).
@@ -41,7 +42,7 @@ def loss_label(train: dict) -> str:
     """``rcl α=5 β=20`` for the matrix losses, the loss name otherwise."""
     loss = train.get("loss", "?")
     if loss in ("rcl", "expected_risk"):
-        return f"{loss} α={train.get('alpha', 0):g} β={train.get('beta', 0):g}"
+        return f"{loss} {penalties(train.get('alpha'), train.get('beta'))}"
     return loss
 
 

@@ -17,19 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from rcl.errors import DataWarning
+from rcl.paper import PROPOSED_ALPHA, PROPOSED_BETA
 from rcl.taxonomy import Taxonomy
-
-# The paper's Table IV (alpha = false-alarm penalty, beta = miss penalty).
-ABLATION_CONFIGS: dict[str, tuple[float, float]] = {
-    "RCL-Light": (5, 5),
-    "RCL-Balanced": (2, 10),
-    "RCL-StructSafe": (5, 10),
-    "RCL-Uniform": (10, 10),
-    "RCL-Sparse": (1, 20),
-    "RCL-Proposed": (5, 20),
-    "RCL-HighStruct": (10, 20),
-}
-PROPOSED_ALPHA, PROPOSED_BETA = ABLATION_CONFIGS["RCL-Proposed"]
 
 
 def _check_penalty(name: str, value: float) -> float:
@@ -172,6 +161,19 @@ class SeverityMatrix:
         if self.alpha is None or self.beta is None:
             return False
         return np.array_equal(self.values, severity_matrix(self.taxonomy, self.alpha, self.beta))
+
+    @property
+    def penalties(self) -> tuple[float, float]:
+        """``(α, β)`` this matrix was built from; the paper's proposed pair where it records none."""
+        return (PROPOSED_ALPHA if self.alpha is None else self.alpha,
+                PROPOSED_BETA if self.beta is None else self.beta)
+
+    def for_taxonomy(self, taxonomy: Taxonomy) -> SeverityMatrix:
+        """This matrix for ``taxonomy``: itself when the classes match, else the same α/β applied to
+        the other classes (per-cell edits cannot carry over to other classes)."""
+        if taxonomy.classes == self.taxonomy.classes:
+            return self
+        return SeverityMatrix.from_penalties(taxonomy, *self.penalties)
 
     def to_dict(self) -> dict:
         return {

@@ -30,11 +30,14 @@ import rcl
 from rcl import data as rdata
 from rcl.calibration import apply_temperature, expected_calibration_error, fit_temperature, softmax
 from rcl.config import SYNTHETIC, TrainConfig
-from rcl.decision import fit_referral, redecide, referral_report, scaled_matrix, tune_decision_scale
+from rcl.data.splits import SPLITS
+from rcl.decision import redecide
+from rcl.decision_scale import scaled_matrix, tune_decision_scale
 from rcl.losses import COST_SENSITIVE_LOSSES, make_loss
 from rcl.metrics import evaluate
 from rcl.models import make_model, pick_device, read_checkpoint, read_state_dict
 from rcl.ood import OOD_FILE, extract_features, fit_mahalanobis
+from rcl.referral import fit_referral, referral_report
 from rcl.runs import read_history
 from rcl.selection import select_epoch
 from rcl.severity import cost_matrix, severity_matrix, validate_matrix
@@ -42,7 +45,6 @@ from rcl.taxonomy import Taxonomy
 from rcl.uncertainty import bootstrap_ci
 
 Callback = Callable[[dict], None]
-SPLITS = ("train", "val", "test")
 
 
 @dataclass

@@ -20,15 +20,16 @@ from PIL import Image
 
 from rcl.calibration import apply_temperature
 from rcl.data import load_rgb, preprocess
-from rcl.decision import decide, expected_costs, scaled_matrix
+from rcl.decision import decide, expected_costs
+from rcl.decision_scale import scaled_matrix
 from rcl.losses import COST_SENSITIVE_LOSSES
-from rcl.runs import LoadedModel
+from rcl.runs import LoadedModel, Run
+from rcl.text import pct
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 UNFAMILIAR = "unfamiliar image: refer (unlike the model's training data)"
 STACKING = ("this model was trained with a cost-sensitive loss: a Bayes decision under the full matrix "
             "applies the same costs twice (the model's own default uses a scale tuned on validation)")
-DISCLAIMER = "Research tool, not a diagnostic device: never use it to make a clinical decision."
 
 
 @dataclass
@@ -76,6 +77,19 @@ def forward(loaded: LoadedModel, image) -> tuple[np.ndarray, np.ndarray]:
     return logits, pooled
 
 
+def trained_with_costs(source: Run | LoadedModel) -> bool:
+    """Was this run or loaded model trained with a loss that carries the severity costs?
+
+    The run's stored default decision says so; a run stored without one is judged by its loss name.
+    """
+    if isinstance(source, LoadedModel):
+        decision, loss = source.card.get("extras", {}).get("decision", {}), source.card.get("loss")
+    else:
+        decision, loss = source.metrics.get("decision", {}), source.train.get("loss")
+    stored = decision.get("cost_sensitive_training") if isinstance(decision, dict) else None
+    return bool(stored) if stored is not None else loss in COST_SENSITIVE_LOSSES
+
+
 def default_decision_matrix(loaded: LoadedModel) -> tuple[np.ndarray, str]:
     """The run's own decision matrix: its training matrix, scaled by the factor tuned on validation
     when the run was trained with a cost-sensitive loss (so the costs are not applied twice)."""
@@ -98,7 +112,7 @@ def triage(loaded: LoadedModel, image, matrix=None) -> TriageResult:
         matrix, matrix_source = default_decision_matrix(loaded)
     else:
         matrix_source = "current matrix"
-        if loaded.card.get("loss") in COST_SENSITIVE_LOSSES:
+        if trained_with_costs(loaded):
             flags.append(STACKING)
     costs = expected_costs(probs[None, :], matrix)[0]
     decision = int(decide(probs[None, :], matrix)[0])
@@ -202,14 +216,14 @@ def gradcam(loaded: LoadedModel, image, target: int | str | None = None) -> np.n
 
 # Fallback when the model carries no fitted referral rule: refer to a clinician unless the model is
 # at least 90% sure either way about malignancy, i.e. when P(malignant) is in [0.10, 0.90]. A fixed,
-# uncalibrated band: a run's own rule (``rcl.decision.fit_referral`` on validation, stored as
+# uncalibrated band: a run's own rule (``rcl.referral.fit_referral`` on validation, stored as
 # ``metrics.json["referral"]``) replaces it whenever present.
 REFERRAL_BAND = (0.10, 0.90)
 
 
 def referral(loaded: LoadedModel, result: TriageResult) -> dict:
     """Should this case go to a clinician? ``refer``, ``low``, ``high``, and ``rule`` in words."""
-    from rcl.decision import ReferralRule, apply_referral
+    from rcl.referral import ReferralRule, apply_referral
 
     if result.unfamiliar:  # no probability band is trustworthy on an input unlike the training data
         return {"refer": True, "low": None, "high": None,
@@ -225,7 +239,7 @@ def referral(loaded: LoadedModel, result: TriageResult) -> dict:
                 band = "no band (target met without referral)" if rule.low is None else \
                     f"P(malignant) in [{rule.low:.2f}, {rule.high:.2f}]"
                 return {"refer": bool(referred[0]), "low": rule.low, "high": rule.high,
-                        "rule": f"the run's fitted referral rule: {band}, target CER {rule.target_cer:.0%}"
+                        "rule": f"the run's fitted referral rule: {band}, target CER {pct(rule.target_cer, 0)}"
                                 + ("" if rule.met_target else " (target NOT met on validation)")}
         except ValueError:
             pass

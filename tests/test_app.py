@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
+import shutil
 
+import numpy as np
+import pandas as pd
 import pytest
 from helpers import ROOT, make_runs, png_bytes
+
+import rcl
 
 PAGES = {
     "home": ROOT / "app.py",
@@ -50,6 +58,33 @@ def no_exception(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def figures(at) -> list[dict]:
+    """The plotly figures a page drew, as the JSON the browser receives."""
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def array(value) -> list:
+    """A plotly data array: a list, or the typed-array form plotly uses for numpy input."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict:
+    """What the page's download buttons would hand the browser, by file name."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    saved, original = {}, MemoryMediaFileStorage.load_and_get_id
+
+    def capture(self, path_or_data, mimetype, kind, filename=None):
+        saved[filename] = path_or_data
+        return original(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
+    return saved
+
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -61,8 +96,12 @@ def test_page_loads_with_no_runs(name):
     at = app(name).run()
     no_exception(at)
     assert not at.error, [e.value for e in at.error]
-    if name in ("pareto", "confusion", "card", "triage"):
-        assert "No " in texts(at)
+    if name in ("pareto", "confusion", "card"):
+        assert "No finished runs yet" in texts(at)
+    if name == "triage":
+        assert "No model to triage with yet" in texts(at)
+    if name == "home":
+        assert "0 finished run(s)" in texts(at) + " ".join(m.value for m in at.markdown)
 
 
 def test_home_demo_button_submits_a_job(monkeypatch):
@@ -82,19 +121,50 @@ def test_home_demo_button_submits_a_job(monkeypatch):
 # --- with tiny trained runs -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(PAGES))
-def test_page_loads_with_runs(with_runs, name):
-    at = app(name).run()
-    no_exception(at)
-    assert not at.error, [e.value for e in at.error]
-
-
 def run_id(trained, loss: str) -> str:
     return next(p.name for p in trained["runs"] if p.name.endswith(f"-{loss}"))
 
 
 def metric_values(at) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
+
+
+def open_on(name: str, trained, loss: str):
+    """The page with the run trained with ``loss`` selected."""
+    at = app(name)
+    at.session_state["selected_run"] = run_id(trained, loss)
+    return at.run()
+
+
+def test_home_shows_the_selected_runs_test_figures(with_runs):
+    at = open_on("home", with_runs, "focal")
+    no_exception(at)
+    test = rcl.load_run(with_runs["home"] / run_id(with_runs, "focal")).metrics["test"]
+    assert metric_values(at) == {"Test CER": rcl.pct(test["cer"]), "Test F1-macro": rcl.num(test["f1_macro"]),
+                                 "Test accuracy": rcl.pct(test["accuracy"])}
+    missed, malignant = rcl.missed_malignant(test["confusion"], rcl.preset("isic2018"))
+    assert f"{missed} of {malignant} malignant cases called benign" in texts(at)
+    assert "3 finished run(s)" in " ".join(m.value for m in at.markdown)
+
+
+def redecided_cer(trained, loss: str, alpha: float, beta: float) -> float | None:
+    run = rcl.load_run(trained["home"] / run_id(trained, loss))
+    matrix = rcl.severity_matrix(run.taxonomy, alpha, beta)
+    return rcl.redecide(run.calibrated_probs("test"), run.predictions("test")["labels"], run.taxonomy, matrix).cer
+
+
+def test_matrix_raising_beta_never_raises_the_shown_cer(with_runs):
+    at = open_on("matrix", with_runs, "ce")
+    at.slider(key="alpha_slider").set_value(5.0).run()
+    shown = {}
+    for beta in (1.0, 5.0, 50.0):
+        at.slider(key="beta_slider").set_value(beta).run()
+        no_exception(at)
+        shown[beta] = metric_values(at)["CER"]
+        assert shown[beta] == rcl.pct(redecided_cer(with_runs, "ce", 5.0, beta)), beta
+    cer = {beta: float(text.rstrip("%")) for beta, text in shown.items()}
+    assert cer[1.0] >= cer[5.0] >= cer[50.0], shown  # a costlier miss calls more cases malignant
+    assert cer[50.0] < cer[1.0], shown  # and here it visibly does
 
 
 def test_matrix_sliders_change_live_figures(with_runs):
@@ -237,26 +307,94 @@ def test_train_ablation_grid(monkeypatch):
     assert len(jobs.JobStore().list()) == 11  # 4 baselines + 7 RCL configurations, 1 seed
 
 
-def test_pareto_layers_and_csv(with_runs):
+@pytest.fixture
+def pareto_home(trained, tmp_path, monkeypatch) -> dict:
+    """The tiny runs, plus a run on another dataset and an unfinished one: neither may be drawn."""
+    home = tmp_path / "pareto_home"
+    shutil.copytree(trained["home"], home)
+    other = home / "run-8-other"
+    shutil.copytree(trained["runs"][0], other)
+    config = json.loads((other / "config.json").read_text())
+    config["dataset"]["name"] = "other_data"
+    (other / "config.json").write_text(json.dumps(config))
+    shutil.copytree(trained["runs"][1], home / "run-9-unfinished")
+    (home / "run-9-unfinished" / "metrics.json").unlink()
+    monkeypatch.setenv("RCL_HOME", str(home))
+    monkeypatch.setenv("RCL_MODELS", str(trained["models"]))
+    return {"home": home, "expected": {p.name for p in trained["runs"]}}
+
+
+def test_pareto_draws_exactly_the_datasets_runs_and_its_csv_holds_them(pareto_home, downloads):
     at = app("pareto").run()
+    dataset = rcl.load_run(pareto_home["home"] / "run-0-ce").summary()["dataset"]
+    assert at.selectbox(key="pareto_dataset").options == sorted(["other_data", dataset])
+    at.selectbox(key="pareto_dataset").set_value(dataset).run()
     no_exception(at)
+    runs = {name: rcl.load_run(pareto_home["home"] / name).metrics["test"] for name in pareto_home["expected"]}
+    points = {}
+    for trace in figures(at)[0]["data"]:
+        if trace.get("mode") == "markers" and trace.get("customdata"):
+            for x, y, data in zip(array(trace["x"]), array(trace["y"]), trace["customdata"]):
+                points[data[2]] = (x, y)
+    assert set(points) == pareto_home["expected"]
+    for name, (x, y) in points.items():
+        assert x == pytest.approx(runs[name]["cer"]) and y == pytest.approx(runs[name]["f1_macro"])
+    assert f"3 runs on {dataset}" in texts(at)
+
+    csv = pd.read_csv(io.BytesIO(downloads[f"pareto_{dataset}.csv"]))
+    assert set(csv["id"]) == pareto_home["expected"]
+    for row in csv.itertuples():
+        assert row.cer == pytest.approx(runs[row.id]["cer"]) and row.f1_macro == pytest.approx(runs[row.id]["f1_macro"])
+    rows = [{"cer": r.cer, "f1_macro": r.f1_macro} for r in csv.itertuples()]
+    assert csv["on_front"].tolist() == rcl.front_flags(rows)
+
+
+def test_pareto_paper_and_decision_layers(with_runs):
+    at = app("pareto").run()
     at.toggle(key="pareto_paper").set_value(True)
     at.toggle(key="pareto_rules").set_value(True).run()
     no_exception(at)
     assert not at.error, [e.value for e in at.error]
-    assert any("Paper points" in c.value for c in at.caption)
-    assert len(at.get("download_button")) == 1
+    traces = {t["name"]: t for t in figures(at)[0]["data"]}
+    paper = traces["paper (published, other data)"]
+    assert len(array(paper["x"])) == len(rcl.PAPER_RESULTS)
+    assert sorted(array(paper["x"])) == pytest.approx(sorted(r["cer"] for r in rcl.PAPER_RESULTS))
+    variants = traces["Bayes re-decision"]
+    expected = [p for p in rcl.decision_frontier([rcl.load_run(p) for p in with_runs["runs"]])
+                if p["decision"] != "argmax"]
+    assert len(array(variants["x"])) == len(expected)
 
 
-def test_confusion_toggle(with_runs):
-    at = app("confusion").run()
+def confusion_texts(at) -> list[list[str]]:
+    return next(t["text"] for t in figures(at)[0]["data"] if t.get("text"))
+
+
+def test_confusion_toggle_switches_counts_to_row_shares(with_runs):
+    at = open_on("confusion", with_runs, "ce")
+    no_exception(at)
+    counts = np.asarray(rcl.load_run(with_runs["home"] / run_id(with_runs, "ce")).metrics["test"]["confusion"])
+    assert confusion_texts(at) == [[str(c) for c in row] for row in counts]
     at.toggle(key="confusion_normalise").set_value(True).run()
     no_exception(at)
-    assert "Fatal misses" in texts(at)
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    assert confusion_texts(at) == [[rcl.pct(v, 0) for v in row] for row in shares]
+    tiers = rcl.load_run(with_runs["home"] / run_id(with_runs, "ce")).metrics["test"]["tiers"]
+    assert f"Type II (fatal miss): **{tiers['type_2']}**" in texts(at)
 
 
-def test_run_card_page(with_runs):
-    at = app("card").run()
+def test_run_card_page_shows_and_downloads_the_card(with_runs, downloads):
+    at = open_on("card", with_runs, "rcl")
     no_exception(at)
-    assert any("# Run card" in m.value for m in at.markdown)
-    assert len(at.get("download_button")) == 2
+    run = rcl.load_run(with_runs["home"] / run_id(with_runs, "rcl"))
+    shown = next(m.value for m in at.markdown if m.value.startswith("# Run card"))
+    assert downloads[f"run_card_{run.id}.md"].decode().rstrip() == shown.rstrip()
+    assert "- Loss: `rcl α=5 β=20`" in shown
+    assert f"Test images: {run.metrics['test']['n']}" in shown
+    assert f"Accuracy: {rcl.pct(run.metrics['test']['accuracy'])}" in shown
+    assert downloads[f"run_card_{run.id}.html"].decode().startswith("<!doctype html>")
+
+
+def test_train_page_names_the_current_matrix(with_runs):
+    at = app("train").run()
+    no_exception(at)
+    assert rcl.matrix_caption(rcl.SeverityMatrix.from_penalties(rcl.preset("isic2018"))) in texts(at)

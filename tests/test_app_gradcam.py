@@ -62,7 +62,7 @@ def test_gradcam_rejects_bad_target_and_bad_image():
 
 
 def test_referral_default_band_and_stored_rule():
-    from rcl.decision import fit_referral
+    from rcl.referral import fit_referral
     from rcl.triage import REFERRAL_BAND, referral, triage
 
     model = loaded(make_model("small_cnn", 7), 32)

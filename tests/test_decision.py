@@ -280,7 +280,7 @@ def test_tuned_scale_meets_the_validation_target():
 
 def test_tuned_scale_may_add_no_cost_at_all():
     """A model trained with the costs may already be right: s = 0 (argmax) must be a candidate."""
-    from rcl.decision import tune_decision_scale
+    from rcl.decision_scale import tune_decision_scale
 
     taxonomy = rcl.Taxonomy.from_malignant(["a", "b", "m"], ["m"])
     probs = np.array([[0.6, 0.0, 0.4]] * 5 + [[0.0, 0.9, 0.1]] * 5 + [[0.1, 0.0, 0.9]] * 5)

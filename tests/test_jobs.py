@@ -21,7 +21,7 @@ from rcl.cli import main
 from rcl.config import TrainConfig
 from rcl.jobs import JobStore, JobStoreError, job_history, job_logs, progress_reporter
 from rcl.jobs.store import MIGRATIONS
-from rcl.severity import ABLATION_CONFIGS
+from rcl.paper import ABLATION_CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import pytest
 from helpers import write_run
 
 from rcl.cli import main
-from rcl.report import run_rows
+from rcl.listing import run_rows
 from rcl.runs import DamagedRun, Run, list_runs
 
 # each damage, and the words its reason must contain

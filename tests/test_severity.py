@@ -128,3 +128,15 @@ def test_matrix_file_where_one_answer_always_wins_is_warned(tmp_path, toy_taxono
     with pytest.warns(DataWarning, match="answers m for every image: it can never answer a, b"):
         SeverityMatrix.load(path, toy_taxonomy)
     assert decision_warnings(rcl.severity_matrix(toy_taxonomy, 5, 20), toy_taxonomy) == []
+
+
+def test_penalties_and_for_taxonomy():
+    isic, brain = rcl.preset("isic2018"), rcl.preset("brain_mri")
+    standard = rcl.SeverityMatrix.from_penalties(isic, 3.0, 42.0)
+    assert standard.penalties == (3.0, 42.0)
+    assert standard.for_taxonomy(isic) is standard
+    moved = standard.for_taxonomy(brain)
+    assert moved.taxonomy == brain and moved.penalties == (3.0, 42.0) and moved.is_standard
+    custom = rcl.SeverityMatrix(isic, standard.values)  # no α/β recorded: the paper's proposed pair
+    assert custom.penalties == (5.0, 20.0)
+    assert custom.for_taxonomy(brain) == rcl.SeverityMatrix.from_penalties(brain)

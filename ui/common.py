@@ -8,17 +8,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from rcl import paths
-from rcl.errors import debug_enabled, explain, user_message
-from rcl.report import folder_signature, run_rows
-from rcl.runs import Run, load_run
-from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, SeverityMatrix
-from rcl.taxonomy import Taxonomy, preset
+import rcl
 
-try:  # one wording everywhere: the library's
-    from rcl.triage import DISCLAIMER
-except ImportError:  # the inference stack failed to import; the rest of the app still works
-    DISCLAIMER = "Research tool, not a diagnostic device: never use it to make a clinical decision."
 DEFAULT_TAXONOMY = "isic2018"  # the synthetic default data set's classes
 
 # Okabe-Ito, colour-blind safe: correct, visual ambiguity, Type I, Type II.
@@ -41,7 +32,7 @@ def page(title: str, icon: str = "⚕️") -> None:
 
 
 def disclaimer() -> None:
-    st.caption(f"⚠️ {DISCLAIMER}")
+    st.caption(f"⚠️ {rcl.DISCLAIMER}")
 
 
 @contextlib.contextmanager
@@ -50,10 +41,10 @@ def guard(what: str = ""):
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - the app's error boundary: a user never sees a traceback
-        if debug_enabled():
+        if rcl.debug_enabled():
             raise
-        message = explain(exc)
-        if user_message(exc) is None:
+        message = rcl.explain_error(exc)
+        if rcl.user_message(exc) is None:
             log.exception("unexpected error in %s", what or "action")
         else:
             log.warning("%s failed: %r", what or "action", exc)
@@ -65,21 +56,21 @@ def guard(what: str = ""):
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _rows_cached(root: str, signature: tuple) -> list[dict]:
-    return run_rows(root)
+    return rcl.run_rows(root)
 
 
 def finished_rows() -> list[dict]:
     """Summaries of every finished run in the data directory, cached until a folder changes."""
-    root = paths.home()
-    return _rows_cached(str(root), folder_signature(root))
+    root = rcl.home()
+    return _rows_cached(str(root), rcl.folder_signature(root))
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def _load_run_cached(path: str, mtime: int) -> Run:
-    return load_run(path)
+def _load_run_cached(path: str, mtime: int) -> rcl.Run:
+    return rcl.load_run(path)
 
 
-def get_run(path: str | Path) -> Run:
+def get_run(path: str | Path) -> rcl.Run:
     path = Path(path)
     try:
         mtime = (path / "metrics.json").stat().st_mtime_ns
@@ -88,7 +79,7 @@ def get_run(path: str | Path) -> Run:
     return _load_run_cached(str(path), mtime)
 
 
-def run_picker(label: str = "Run", key: str = "run_picker", sidebar: bool = True) -> Run | None:
+def run_picker(label: str = "Run", key: str = "run_picker", sidebar: bool = True) -> rcl.Run | None:
     """The selected finished run (shared across pages), or None when there is none."""
     rows = finished_rows()
     where = st.sidebar if sidebar else st
@@ -120,45 +111,24 @@ def no_runs_message(what: str = "this page") -> None:
 # --- the current severity matrix ----------------------------------------------------------------
 
 
-def default_taxonomy() -> Taxonomy:
-    return preset(DEFAULT_TAXONOMY)
+def default_taxonomy() -> rcl.Taxonomy:
+    return rcl.preset(DEFAULT_TAXONOMY)
 
 
-def current_taxonomy() -> Taxonomy:
+def current_taxonomy() -> rcl.Taxonomy:
     taxonomy = st.session_state.get("taxonomy")
-    return taxonomy if isinstance(taxonomy, Taxonomy) else default_taxonomy()
+    return taxonomy if isinstance(taxonomy, rcl.Taxonomy) else default_taxonomy()
 
 
-def current_matrix(taxonomy: Taxonomy | None = None) -> SeverityMatrix:
-    """The matrix set on the Severity matrix page, fitted to ``taxonomy`` when given.
-
-    When the stored matrix belongs to other classes, the same α/β are applied to ``taxonomy``
-    (per-cell edits cannot carry over to other classes).
-    """
+def current_matrix(taxonomy: rcl.Taxonomy | None = None) -> rcl.SeverityMatrix:
+    """The matrix set on the Severity matrix page (the paper's proposed one until then), for
+    ``taxonomy`` when given (see :meth:`rcl.SeverityMatrix.for_taxonomy`)."""
     matrix = st.session_state.get("matrix")
-    if not isinstance(matrix, SeverityMatrix):
-        matrix = SeverityMatrix.from_penalties(current_taxonomy(), PROPOSED_ALPHA, PROPOSED_BETA)
-    if taxonomy is not None and matrix.taxonomy.classes != taxonomy.classes:
-        alpha = matrix.alpha if matrix.alpha is not None else PROPOSED_ALPHA
-        beta = matrix.beta if matrix.beta is not None else PROPOSED_BETA
-        return SeverityMatrix.from_penalties(taxonomy, alpha, beta)
-    return matrix
+    if not isinstance(matrix, rcl.SeverityMatrix):
+        matrix = rcl.SeverityMatrix.from_penalties(current_taxonomy())
+    return matrix if taxonomy is None else matrix.for_taxonomy(taxonomy)
 
 
-def set_matrix(matrix: SeverityMatrix) -> None:
+def set_matrix(matrix: rcl.SeverityMatrix) -> None:
     st.session_state["matrix"] = matrix
     st.session_state["taxonomy"] = matrix.taxonomy
-
-
-def matrix_caption(matrix: SeverityMatrix) -> str:
-    if matrix.is_standard:
-        return f"α = {matrix.alpha:g} (false alarm), β = {matrix.beta:g} (miss) on {matrix.taxonomy.name}"
-    return f"custom per-cell matrix on {matrix.taxonomy.name}"
-
-
-def fmt_pct(value, digits: int = 1) -> str:
-    return "n/a" if value is None else f"{100 * value:.{digits}f}%"
-
-
-def fmt(value, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"

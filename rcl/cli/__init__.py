@@ -18,6 +18,7 @@ from collections.abc import Callable
 from importlib import import_module
 
 from rcl import errors
+from rcl.text import num as fmt  # noqa: F401  (re-exported to the command modules: one number format)
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {}
 
@@ -30,10 +31,6 @@ def command(name: str, help: str, add: Callable[[argparse.ArgumentParser], None]
         return run
 
     return wrap
-
-
-def fmt(value, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def print_json(data) -> None:

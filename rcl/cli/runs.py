@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rcl.cli import command, print_json, print_table
+from rcl.cli import command, fmt, print_json, print_table
 
 
 def add_runs(p: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     else:
         for r in rows:
             for key in ("cer", "f1_macro", "accuracy"):
-                r[key] = None if r[key] is None else f"{r[key]:.3f}"
+                r[key] = fmt(r[key])
         print_table(rows, ["id", "status", "dataset", "model", "loss", "alpha", "beta", "seed", "epochs",
                            "cer", "f1_macro", "accuracy"])
         for r in rows:

@@ -1,0 +1,16 @@
+"""The one-click demo of the app's Home page: a small CNN trained briefly with plain cross-entropy
+on the bundled synthetic images, so every page has a run to show within about a minute on a CPU."""
+
+from __future__ import annotations
+
+from rcl.config import TrainConfig
+from rcl.data.layouts import SYNTHETIC
+
+
+def demo_config() -> TrainConfig:
+    """The demo's training config (checked: it is submitted as a background job as it is)."""
+    return TrainConfig(data=SYNTHETIC, model="small_cnn", image_size=64, epochs=4, loss="ce", limit=1500,
+                       name="demo-ce-small_cnn")
+
+
+__all__ = ["demo_config"]

@@ -1,0 +1,76 @@
+"""Words and numbers as a user reads them: the one source for formatting, the disclaimer, the
+error-tier labels and the α/β label, shared by the CLI, the app, reports and benchmarks.
+
+Pure Python, no imports from the rest of ``rcl``: any layer may use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+MISSING = "n/a"
+"""Shown where a number is undefined (e.g. CER when the split has no malignant case)."""
+
+DISCLAIMER = "Research tool, not a diagnostic device: never use it to make a clinical decision."
+
+TIER_LABELS = {
+    "correct": "Correct",
+    "visual_ambiguity": "Visual ambiguity (safe)",
+    "type_1": "Type I (false alarm)",
+    "type_2": "Type II (fatal miss)",
+}
+"""Display label of each error tier key of :data:`rcl.metrics.TIERS`."""
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    """A rate in [0, 1] as a percentage: ``0.1234`` → ``"12.3%"``; ``None`` → ``"n/a"``."""
+    return MISSING if value is None else f"{100 * value:.{digits}f}%"
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    """A plain number with fixed decimals: ``0.6`` → ``"0.600"``; ``None`` → ``"n/a"``."""
+    return MISSING if value is None else f"{value:.{digits}f}"
+
+
+def points(delta: float | None, digits: int = 1) -> str:
+    """A change of a rate in percentage points, signed: ``-0.034`` → ``"-3.4 pts"``."""
+    return MISSING if delta is None else f"{100 * delta:+.{digits}f} pts"
+
+
+def signed(delta: float | None, digits: int = 3) -> str:
+    """A change of a plain number, signed: ``0.0123`` → ``"+0.012"``."""
+    return MISSING if delta is None else f"{delta:+.{digits}f}"
+
+
+def count_of(part: int, whole: int) -> str:
+    """``"22 of 44"``: how many cases a figure rests on."""
+    return f"{int(part)} of {int(whole)}"
+
+
+def ci_text(value: float | None, low: float | None, high: float | None,
+            formatter: Callable[[float | None], str] = num) -> str:
+    """``"12.3% (95% CI 8.0% – 17.1%)"``; the interval is left out when either bound is missing."""
+    text = formatter(value)
+    if low is not None and high is not None:
+        text += f" (95% CI {formatter(low)} – {formatter(high)})"
+    return text
+
+
+def _short(value: float | None) -> str:
+    return MISSING if value is None else f"{value:g}"
+
+
+def penalties(alpha: float | None, beta: float | None) -> str:
+    """The α/β label of the paper's matrix: ``"α=5 β=20"`` (α false alarm, β miss)."""
+    return f"α={_short(alpha)} β={_short(beta)}"
+
+
+def matrix_caption(matrix) -> str:
+    """One line naming a :class:`rcl.SeverityMatrix`: its α/β when it is the paper's form, else "custom"."""
+    if matrix.is_standard:
+        return f"{penalties(matrix.alpha, matrix.beta)} (α false alarm, β miss) on {matrix.taxonomy.name}"
+    return f"custom per-cell matrix on {matrix.taxonomy.name}"
+
+
+__all__ = ["DISCLAIMER", "MISSING", "TIER_LABELS", "count_of", "matrix_caption", "num", "pct", "penalties",
+           "points", "signed", "ci_text"]
