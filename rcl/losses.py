@@ -7,13 +7,14 @@ leaves a choice open, the class docstring says which choice was made.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rcl.loss_registry import LOSSES, LossSpec, canonical_loss, carries_costs, loss_spec
 from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, as_matrix, severity_matrix
 from rcl.taxonomy import Taxonomy
 
@@ -151,25 +152,15 @@ class ExpectedRiskLoss(_MatrixLoss):
         return (weight * ce).mean()
 
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {
-    "ce": CrossEntropy,
-    "wce": WeightedCrossEntropy,
-    "focal": FocalLoss,
-    "label_smoothing": LabelSmoothing,
-    "rcl": RiskCalibratedLoss,
-    "expected_risk": ExpectedRiskLoss,
-}
-# Losses whose training already applies the severity costs: a Bayes decision on top applies them twice.
-COST_SENSITIVE_LOSSES = frozenset({"rcl", "expected_risk"})
-
-
 def make_loss(name: str, **params) -> nn.Module:
     """Build a registered loss: ``ce``, ``wce`` (class_counts), ``focal`` (gamma, alpha),
     ``label_smoothing`` (epsilon), ``rcl`` and ``expected_risk`` (taxonomy + alpha, beta, or matrix)."""
-    factory = LOSSES.get(name.lower().replace("-", "_"))
-    if factory is None:
-        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    spec = loss_spec(name)
     try:
-        return factory(**params)
+        return globals()[spec.factory](**params)
     except TypeError as exc:
         raise ValueError(f"loss {name!r} got unexpected parameters {sorted(params)}: {exc}") from exc
+
+
+__all__ = ["LOSSES", "LossSpec", "canonical_loss", "carries_costs", "loss_spec", "make_loss",
+           "CrossEntropy", "WeightedCrossEntropy", "FocalLoss", "LabelSmoothing", "RiskCalibratedLoss", "ExpectedRiskLoss"]

@@ -178,3 +178,11 @@ def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
         elif f1[i] == best_f1 and cer[i] == best_cer:
             front.append(int(valid[i]))  # an exact tie is not dominated
     return front
+
+
+def argmax_metrics(logits: np.ndarray, labels: np.ndarray, taxonomy: Taxonomy, costs: np.ndarray) -> dict:
+    """Evaluation of argmax predictions plus their mean decision cost under ``costs``."""
+    predictions = np.asarray(logits).argmax(axis=1)
+    result = evaluate(labels, predictions, taxonomy).to_dict()
+    result["expected_cost"] = float(np.asarray(costs)[labels, predictions].mean())
+    return result

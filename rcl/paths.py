@@ -33,3 +33,19 @@ def models_dir() -> Path:
     path = Path(os.environ.get("RCL_MODELS") or "models").expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# --- the run-folder contract (every reader and writer of run folders relies on it) ------------------
+# A run folder is complete iff ``<run_dir>/metrics.json`` exists. While it trains, a run lives in the
+# hidden sibling ``<parent>/.<name>.partial/``; the target is replaced only when training succeeds.
+COMPLETE_MARKER = "metrics.json"
+
+
+def partial_dir(run_dir: str | Path) -> Path:
+    """Where the run that will become ``run_dir`` trains (hidden, so run listings skip it)."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f".{run_dir.name}.partial"
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / COMPLETE_MARKER).is_file()
