@@ -152,7 +152,6 @@ with right:
     else:
         with guard("re-deciding the run"):
             from rcl.decision import redecide
-            from rcl.losses import COST_SENSITIVE_LOSSES
 
             pred = run.predictions("test")
             result = redecide(run.calibrated_probs("test"), pred["labels"], run.taxonomy, matrix)
@@ -180,7 +179,7 @@ with right:
                               legend={"orientation": "h"})
             st.plotly_chart(bar, width="stretch")
             st.dataframe(tiers, hide_index=True, width="stretch")
-            if run.train.get("loss") in COST_SENSITIVE_LOSSES:
+            if run.cost_sensitive:
                 st.info(f"This run was trained with a cost-sensitive loss (**{run.train['loss']}**): its "
                         "probabilities already carry the costs, so applying the matrix again at decision time "
                         "double-counts them. Compare with a run trained with plain cross-entropy.")

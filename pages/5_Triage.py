@@ -10,7 +10,6 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from rcl import paths
-from rcl.losses import COST_SENSITIVE_LOSSES
 from rcl.triage import STACKING
 from ui.common import (
     DISCLAIMER,
@@ -69,7 +68,7 @@ else:
                f"classes {', '.join(loaded.taxonomy.classes)}")
 
 matrix = current_matrix(loaded.taxonomy)
-if loaded.card.get("loss") in COST_SENSITIVE_LOSSES:
+if loaded.cost_sensitive:
     # The costs are already in the training: by default decide with the run's own matrix, scaled on
     # validation, rather than applying the Severity page's matrix a second time.
     use_current = st.toggle("Decide under the Severity page's matrix instead of the model's tuned default",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rcl.loss_registry import loss_spec
 from rcl.metrics import TIER_LABELS, TIERS, error_tiers, pareto_front, tier_matrix
 from rcl.runs import Run, list_runs, loss_label, run_folders
 from rcl.taxonomy import Taxonomy
@@ -235,7 +236,7 @@ def run_card_markdown(run: Run, runs: Iterable[Run] | None = None) -> str:
         f"- Model: `{t['model']}`, {t['image_size']} px, {m.get('epochs_run', '?')} of {t['epochs']} epochs "
         f"(selected epoch {m.get('selected_epoch', '?')}, rule `{t.get('select', 'f1')}`), seed {t['seed']}",
         f"- Loss: `{t['loss']}`" + (f" with α = {t['alpha']:g}, β = {t['beta']:g}"
-                                     if t["loss"] in ("rcl", "expected_risk") else ""),
+                                     if loss_spec(t["loss"]).takes_matrix else ""),
         f"- Run id: `{run.id}`, created {run.config.get('created', 'n/a')}",
         "",
         "## Severity matrix M[true, predicted]", "",

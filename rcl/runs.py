@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rcl import paths
+from rcl.loss_registry import carries_costs, loss_spec
 from rcl.ood import OOD_FILE, MahalanobisDetector
 from rcl.severity import SeverityMatrix
 from rcl.taxonomy import Taxonomy
@@ -39,9 +40,15 @@ def read_history(run_dir: str | Path) -> list[dict]:
 def loss_label(train: dict) -> str:
     """``rcl α=5 β=20`` for the matrix losses, the loss name otherwise."""
     loss = train.get("loss", "?")
-    if loss in ("rcl", "expected_risk"):
+    if loss_spec(loss).takes_matrix:
         return f"{loss} α={train.get('alpha', 0):g} β={train.get('beta', 0):g}"
     return loss
+
+
+def _cost_sensitive(decision: dict, loss: str) -> bool:
+    """The run's stored ``decision.cost_sensitive_training``, or the loss registry for runs whose
+    stored flag predates spelling-proof loss names (any spelling of a cost-carrying loss counts)."""
+    return bool(decision.get("cost_sensitive_training")) or carries_costs(loss)
 
 
 @dataclass
@@ -125,6 +132,11 @@ class Run:
         return result
 
     @property
+    def cost_sensitive(self) -> bool:
+        """Trained with a loss that carries the severity costs (a full-matrix decision would apply them twice)."""
+        return _cost_sensitive(self.metrics.get("decision", {}), self.train["loss"])
+
+    @property
     def label(self) -> str:
         """A short name for tables and legends."""
         t = self.train
@@ -134,7 +146,7 @@ class Run:
         """One flat row: identity, config and test metrics (``rcl runs``, the app's tables)."""
         t, test = self.train, self.metrics.get("test", {})
         dataset, tiers = self.config.get("dataset", {}), test.get("tiers", {})
-        matrix_loss = t["loss"] in ("rcl", "expected_risk")
+        matrix_loss = loss_spec(t["loss"]).takes_matrix
         return {
             "id": self.id,
             "label": self.label,
@@ -258,6 +270,11 @@ class LoadedModel:
     @property
     def synthetic(self) -> bool:
         return bool(self.card.get("dataset", {}).get("synthetic"))
+
+    @property
+    def cost_sensitive(self) -> bool:
+        """Trained with a loss that carries the severity costs (a full-matrix decision would apply them twice)."""
+        return _cost_sensitive(self.card.get("extras", {}).get("decision", {}), self.card.get("loss", "ce"))
 
 
 def load_model(source: str | Path, device: str = "cpu") -> LoadedModel:

@@ -21,7 +21,6 @@ from PIL import Image
 from rcl.calibration import apply_temperature
 from rcl.data import load_rgb, preprocess
 from rcl.decision import decide, expected_costs, scaled_matrix
-from rcl.losses import COST_SENSITIVE_LOSSES
 from rcl.runs import LoadedModel
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -97,7 +96,7 @@ def triage(loaded: LoadedModel, image, matrix=None) -> TriageResult:
         matrix, matrix_source = default_decision_matrix(loaded)
     else:
         matrix_source = "current matrix"
-        if loaded.card.get("loss") in COST_SENSITIVE_LOSSES:
+        if loaded.cost_sensitive:
             flags.append(STACKING)
     costs = expected_costs(probs[None, :], matrix)[0]
     decision = int(decide(probs[None, :], matrix)[0])

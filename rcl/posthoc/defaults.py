@@ -16,7 +16,7 @@ import numpy as np
 
 from rcl.calibration import apply_temperature, expected_calibration_error, fit_temperature, softmax
 from rcl.decision import fit_referral, redecide, referral_report, scaled_matrix, tune_decision_scale
-from rcl.losses import carries_costs
+from rcl.loss_registry import carries_costs
 from rcl.metrics import evaluate
 from rcl.taxonomy import Taxonomy
 
