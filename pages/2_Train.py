@@ -15,9 +15,8 @@ page("Train")
 st.write("Training runs in the background (a separate worker process), so it goes on if you close the "
          "browser. Runs appear on every page when they finish.")
 
+import rcl  # noqa: E402
 from rcl import jobs  # noqa: E402  (after the page header, so a slow import never blanks the page)
-from rcl.config import TrainConfig  # noqa: E402
-from rcl.loss_registry import LOSSES, loss_spec  # noqa: E402
 from rcl.models import pick_device  # noqa: E402
 
 store = jobs.JobStore()
@@ -33,7 +32,7 @@ with st.form("train_form"):
     model_choice = c2.selectbox("Model", MODELS, key="train_model")
     other_model = c2.text_input("timm model name (for 'other')", key="train_other_model")
     pretrained = c2.checkbox("ImageNet-pretrained (needs a network once)", key="train_pretrained")
-    loss = c3.selectbox("Loss", list(LOSSES), index=list(LOSSES).index("rcl"), key="train_loss")
+    loss = c3.selectbox("Loss", list(rcl.LOSSES), index=list(rcl.LOSSES).index("rcl"), key="train_loss")
     epochs = c3.number_input("Epochs", 1, 500, 5, key="train_epochs")
     image_size = c3.number_input("Image size (px)", 16, 1024, 64, step=16, key="train_image_size")
     c4, c5, c6 = st.columns(3)
@@ -49,16 +48,16 @@ with st.form("train_form"):
 matrix = current_matrix()
 with guard("device"):
     st.caption(f"Device: **{pick_device('auto')}** · matrix from **Severity matrix**: {matrix_caption(matrix)}"
-               + ("" if loss_spec(loss).takes_matrix else f" (the {loss} loss does not use it)"))
+               + ("" if rcl.loss_spec(loss).takes_matrix else f" (the {loss} loss does not use it)"))
 
 
-def build_config() -> TrainConfig:
+def build_config() -> rcl.TrainConfig:
     """The form's values and the Severity page's matrix, through the library's one path to a config."""
     model = other_model.strip() if model_choice.startswith("other") else model_choice
     data = "synthetic" if data_choice.startswith("synthetic") else folder.strip()
     if not data:
         raise ValueError("type the dataset folder (or choose the bundled synthetic data)")
-    return TrainConfig.from_matrix(
+    return rcl.TrainConfig.from_matrix(
         matrix, data=data, model=model, loss=loss, epochs=int(epochs), image_size=int(image_size),
         batch_size=int(batch_size), lr=float(lr), seed=int(seed), pretrained=bool(pretrained), name=name or None,
         malignant=(malignant.strip() or None) if data != "synthetic" else None,

@@ -34,7 +34,14 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "make_loss": "rcl.losses",
-    "LOSSES": "rcl.losses",
+    "LOSSES": "rcl.loss_registry",
+    "loss_spec": "rcl.loss_registry",
+    "canonical_loss": "rcl.loss_registry",
+    "carries_costs": "rcl.loss_registry",
+    "TrainConfig": "rcl.config",
+    "run_training": "rcl.train",
+    "analyse": "rcl.posthoc",
+    "evaluate_external": "rcl.external",
 }
 
 

@@ -29,9 +29,12 @@ EXTRAS = ("calibration", "decision", "referral", "ood")
 def read_history(run_dir: str | Path) -> list[dict]:
     """Per-epoch rows of a run folder's ``history.jsonl`` (empty before the first epoch ends).
 
-    The trainer replaces the file atomically each epoch, so a reader never sees half of it.
+    The trainer replaces the file atomically each epoch, so a reader never sees half of it. While
+    the run trains, the file is in its partial folder (``paths.partial_dir``), and is read there.
     """
     path = Path(run_dir) / "history.jsonl"
+    if not path.is_file():
+        path = paths.partial_dir(run_dir) / "history.jsonl"
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -174,11 +177,12 @@ class Run:
 
 def run_folders(root: str | Path | None = None) -> list[Path]:
     """Folders directly under ``root`` (default: the data directory) holding a ``config.json``,
-    newest name first."""
+    newest name first; hidden folders (a run still training in ``.NAME.partial/``) are not runs yet."""
     root = Path(root) if root is not None else paths.home()
     if not root.is_dir():
         return []
-    return [c for c in sorted(root.iterdir(), reverse=True) if c.is_dir() and (c / "config.json").is_file()]
+    return [c for c in sorted(root.iterdir(), reverse=True) if c.is_dir() and not c.name.startswith(".")
+            and (c / "config.json").is_file()]
 
 
 def load_run(path: str | Path) -> Run:
