@@ -9,6 +9,7 @@ declared dependencies are checked, and the package imports from the new venv, no
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_pip_install_into_a_fresh_venv_gives_a_working_rcl(tmp_path):
     venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed package, not the checkout
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -30,13 +32,14 @@ def test_pip_install_into_a_fresh_venv_gives_a_working_rcl(tmp_path):
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-index",
          "--no-build-isolation", str(ROOT)],
-        capture_output=True, text=True, cwd=tmp_path,
+        capture_output=True, text=True, cwd=tmp_path, env=env,
     )
     assert install.returncode == 0, install.stderr[-2000:]
     where = subprocess.run([str(python), "-c", "import rcl; print(rcl.__file__)"], capture_output=True, text=True,
-                           cwd=tmp_path)
+                           cwd=tmp_path, env=env)
     assert where.returncode == 0, where.stderr[-2000:]
     assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
-    help_text = subprocess.run([str(venv / "bin" / "rcl"), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    help_text = subprocess.run([str(venv / "bin" / "rcl"), "--help"], capture_output=True, text=True, cwd=tmp_path,
+                               env=env)
     assert help_text.returncode == 0, help_text.stderr[-2000:]
     assert "train" in help_text.stdout and "evaluate" in help_text.stdout
