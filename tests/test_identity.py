@@ -166,9 +166,10 @@ def test_config_file_spelling_trains_cost_sensitive(spelling, tmp_path):
     assert_tuned(json.loads((out / "metrics.json").read_text()))
 
 
-def submit_from_train_page(monkeypatch, loss: str, matrix: SeverityMatrix) -> dict:
-    """Set the matrix as the Severity page would, choose ``loss`` on the Train page, press Launch;
-    return the submitted job's config."""
+def submit_from_train_page(monkeypatch, loss: str, matrix: SeverityMatrix, folder: str | None = None,
+                           malignant: str = "") -> dict:
+    """Set the matrix as the Severity page would, choose ``loss`` (and a ``folder`` with its
+    ``malignant`` classes) on the Train page, press Launch; return the submitted job's config."""
     from streamlit.testing.v1 import AppTest
 
     from rcl import jobs
@@ -180,6 +181,10 @@ def submit_from_train_page(monkeypatch, loss: str, matrix: SeverityMatrix) -> di
     at.selectbox(key="train_loss").set_value(loss)
     at.number_input(key="train_epochs").set_value(1)
     at.number_input(key="train_image_size").set_value(32)
+    if folder is not None:
+        at.radio(key="train_data_choice").set_value("a folder on this machine")
+        at.text_input(key="train_folder").set_value(folder)
+        at.text_input(key="train_malignant").set_value(malignant)
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     (job,) = jobs.JobStore().list()
@@ -197,6 +202,14 @@ def test_train_page_submits_the_matrix_the_user_set(monkeypatch):
 def test_train_page_submits_the_sliders_the_user_set(monkeypatch):
     config = submit_from_train_page(monkeypatch, "focal", SeverityMatrix.from_penalties(preset("isic2018"), 7.5, 2.5))
     assert (config["loss"], config["alpha"], config["beta"], config["matrix"]) == ("focal", 7.5, 2.5, None)
+
+
+def test_train_page_submits_the_malignant_classes_of_a_folder(monkeypatch, tmp_path):
+    for cls in ("cyst", "carcinoma"):
+        (tmp_path / cls).mkdir()
+    config = submit_from_train_page(monkeypatch, "ce", SeverityMatrix.from_penalties(preset("isic2018")),
+                                    folder=str(tmp_path), malignant=" carcinoma ")
+    assert config["data"] == str(tmp_path) and config["malignant"] == ["carcinoma"]
 
 
 @pytest.mark.slow

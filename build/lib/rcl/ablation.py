@@ -1,4 +1,4 @@
-"""The paper's ablation (SPEC Table IV) as one grid: baselines CE, WCE, Focal, LS and the 7 RCL
+"""The paper's ablation (paper Table IV) as one grid: baselines CE, WCE, Focal, LS and the 7 RCL
 configurations, each over N seeds, summarised as mean ± std in one CSV and one Markdown table."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training losses behind one registry: ``make_loss(name, **params)``.
 
 Every loss is an ``nn.Module`` called as ``loss(logits, targets)`` with logits ``(N, K)`` and
-integer targets ``(N,)``, returning the batch mean. Formulas follow SPEC exactly; where the paper
+integer targets ``(N,)``, returning the batch mean. Formulas: docs/FORMULAS.md; where the paper
 leaves a choice open, the class docstring says which choice was made.
 """
 
@@ -44,7 +44,7 @@ class CrossEntropy(nn.Module):
 
 
 class WeightedCrossEntropy(nn.Module):
-    """Cross-entropy with class weights ``w_c ∝ 1/n_c`` normalised to average 1 over classes (SPEC).
+    """Cross-entropy with class weights ``w_c ∝ 1/n_c`` normalised to average 1 over classes.
 
     Choice: the batch reduction is PyTorch's weighted mean ``Σ w_y·CE / Σ w_y`` (the usual WCE
     baseline); classes with zero training samples get the largest observed weight instead of ∞.
@@ -69,7 +69,7 @@ class WeightedCrossEntropy(nn.Module):
 class FocalLoss(nn.Module):
     """``FL = −α_f (1 − p_y)^γ log p_y``, batch mean; paper defaults γ = 2, α_f = 0.25.
 
-    Choice: α_f is one scalar for every class (as SPEC states it), not the per-class α of the
+    Choice: α_f is one scalar for every class (as the paper states it), not the per-class α of the
     detection paper.
     """
 
@@ -87,7 +87,7 @@ class FocalLoss(nn.Module):
 
 
 class LabelSmoothing(nn.Module):
-    """Cross-entropy against ``(1 − ε)·onehot + ε/K`` (SPEC; ε = 0.1), batch mean."""
+    """Cross-entropy against ``(1 − ε)·onehot + ε/K`` (ε = 0.1), batch mean."""
 
     def __init__(self, epsilon: float = 0.1):
         super().__init__()
@@ -121,7 +121,7 @@ class _MatrixLoss(nn.Module):
 
 
 class RiskCalibratedLoss(_MatrixLoss):
-    """RCL (SPEC): ``M[y, ŷ] · CE(p, y)`` with ``ŷ = argmax p`` taken without gradient; batch mean.
+    """RCL (the paper's loss): ``M[y, ŷ] · CE(p, y)`` with ``ŷ = argmax p`` taken without gradient; batch mean.
 
     The weight is a per-sample constant, so on a sample currently predicted as ``ŷ`` the gradient
     is exactly ``M[y, ŷ]`` times cross-entropy's. Choice: ties in argmax go to the lowest index
@@ -137,7 +137,7 @@ class RiskCalibratedLoss(_MatrixLoss):
 
 
 class ExpectedRiskLoss(_MatrixLoss):
-    """Differentiable RCL (SPEC "Beyond the paper"): ``(Σ_j p_j M[y, j]) · CE(p, y)``, batch mean.
+    """Differentiable RCL (beyond the paper): ``(Σ_j p_j M[y, j]) · CE(p, y)``, batch mean.
 
     The hard gate ``M[y, argmax p]`` is replaced by its expectation under ``p``; where ``p`` is
     one-hot it equals RCL. Choice: the weight is *not* detached, so the gradient also moves

@@ -1,4 +1,4 @@
-"""Safety and accuracy metrics (SPEC "Metrics"): CER, F1-macro, accuracy, error tiers, Pareto front.
+"""Safety and accuracy metrics (docs/FORMULAS.md): CER, F1-macro, accuracy, error tiers, Pareto front.
 
 Small pure functions on label arrays, in the style of scikit-learn: validate strictly, then
 compute. Every number is derived from the K × K confusion counts (one ``np.bincount``): that is
