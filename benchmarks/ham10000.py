@@ -272,7 +272,7 @@ def main() -> None:
     ood_runs = [d for d in run_dirs if method_of(d.name) in ("CE", "RCL-Proposed")]
     brain = DEFAULT_DATA.parent / "brain-tumor-mri"
     if ood_runs and brain.is_dir():
-        from rcl.train import evaluate_external
+        from rcl.external import evaluate_external
 
         results = {d.name: evaluate_external(d, str(brain), ood_only=True)["ood"] for d in ood_runs}
         (RESULTS / "ham10000_ood_brain_mri.json").write_text(json.dumps(results, indent=2))

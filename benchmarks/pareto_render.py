@@ -23,12 +23,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-LOSSES = ("ce", "wce", "focal", "label_smoothing", "rcl", "expected_risk")
 MODELS = ("small_cnn", "resnet18", "resnet50", "vit_base_patch16_224")
 
 
 def make_fake_runs(root: Path, n: int, seed: int = 0) -> None:
     """``n`` fake run folders under ``root`` (marked ``"benchmark_fake": true`` in their config)."""
+    from rcl.loss_registry import LOSSES
     from rcl.severity import severity_matrix
     from rcl.taxonomy import preset
 
@@ -37,7 +37,7 @@ def make_fake_runs(root: Path, n: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     k = taxonomy.num_classes
     for i in range(n):
-        loss, model = LOSSES[i % len(LOSSES)], MODELS[(i // len(LOSSES)) % len(MODELS)]
+        loss, model = list(LOSSES)[i % len(LOSSES)], MODELS[(i // len(LOSSES)) % len(MODELS)]
         cer, f1 = float(rng.uniform(0.02, 0.5)), float(rng.uniform(0.3, 0.8))
         confusion = rng.integers(0, 30, (k, k)).tolist()
         ci = {"cer": {"value": cer, "low": max(cer - 0.05, 0), "high": cer + 0.05},

@@ -18,9 +18,9 @@ import time
 import torch
 
 from rcl.config import TrainConfig
+from rcl.engine import Precision, load_run_data, make_loader, train_one_epoch
 from rcl.losses import make_loss
 from rcl.models import make_model
-from rcl.train import Precision, load_run_data, make_loader, train_one_epoch
 
 
 def main() -> None:

@@ -165,7 +165,7 @@ with right:
                               legend={"orientation": "h"})
             st.plotly_chart(bar, width="stretch")
             st.dataframe(tiers, hide_index=True, width="stretch")
-            if rcl.trained_with_costs(run):
+            if run.cost_sensitive:
                 st.info(f"This run was trained with a cost-sensitive loss (**{run.train['loss']}**): its "
                         "probabilities already carry the costs, so applying the matrix again at decision time "
                         "double-counts them. Compare with a run trained with plain cross-entropy.")

@@ -16,8 +16,8 @@ page("Train")
 st.write("Training runs in the background (a separate worker process), so it goes on if you close the "
          "browser. Runs appear on every page when they finish.")
 
+import rcl  # noqa: E402
 from rcl import jobs  # noqa: E402  (after the page header, so a slow import never blanks the page)
-from rcl.losses import COST_SENSITIVE_LOSSES, LOSSES  # noqa: E402
 from rcl.models import pick_device  # noqa: E402
 
 store = jobs.JobStore()
@@ -28,11 +28,12 @@ with st.form("train_form"):
     data_choice = c1.radio("Dataset", ["synthetic (bundled)", "a folder on this machine"], key="train_data_choice")
     folder = c1.text_input("Folder or CSV path (for a folder)", key="train_folder",
                            placeholder="/data/ISIC2018_Task3_Training_Input")
+    malignant = c1.text_input("Malignant classes of the folder (A,B; empty: detected)", key="train_malignant",
+                              placeholder="melanoma,carcinoma")
     model_choice = c2.selectbox("Model", MODELS, key="train_model")
     other_model = c2.text_input("timm model name (for 'other')", key="train_other_model")
     pretrained = c2.checkbox("ImageNet-pretrained (needs a network once)", key="train_pretrained")
-    loss = c3.selectbox("Loss", list(LOSSES), index=list(LOSSES).index("rcl") if "rcl" in LOSSES else 0,
-                        key="train_loss")
+    loss = c3.selectbox("Loss", list(rcl.LOSSES), index=list(rcl.LOSSES).index("rcl"), key="train_loss")
     epochs = c3.number_input("Epochs", 1, 500, 5, key="train_epochs")
     image_size = c3.number_input("Image size (px)", 16, 1024, 64, step=16, key="train_image_size")
     c4, c5, c6 = st.columns(3)
@@ -48,30 +49,20 @@ with st.form("train_form"):
 matrix = current_matrix()
 with guard("device"):
     st.caption(f"Device: **{pick_device('auto')}** · matrix from **Severity matrix**: {matrix_caption(matrix)}"
-               + ("" if loss in COST_SENSITIVE_LOSSES else f" (the {loss} loss does not use it)"))
+               + ("" if rcl.loss_spec(loss).takes_matrix else f" (the {loss} loss does not use it)"))
 
 
-def build_config():
-    from rcl.config import TrainConfig
-    from rcl.taxonomy import preset
-
+def build_config() -> rcl.TrainConfig:
+    """The form's values and the Severity page's matrix, through the library's one path to a config."""
     model = other_model.strip() if model_choice.startswith("other") else model_choice
     data = "synthetic" if data_choice.startswith("synthetic") else folder.strip()
     if not data:
         raise ValueError("type the dataset folder (or choose the bundled synthetic data)")
-    custom = None if matrix.is_standard else matrix.values.tolist()
-    config = TrainConfig(
-        data=data, model=model, loss=loss, alpha=float(matrix.alpha if matrix.alpha is not None else 5.0),
-        beta=float(matrix.beta if matrix.beta is not None else 20.0), epochs=int(epochs), image_size=int(image_size),
+    return rcl.TrainConfig.from_matrix(
+        matrix, data=data, model=model, loss=loss, epochs=int(epochs), image_size=int(image_size),
         batch_size=int(batch_size), lr=float(lr), seed=int(seed), pretrained=bool(pretrained), name=name or None,
+        malignant=(malignant.strip() or None) if data != "synthetic" else None,
     )
-    if custom is not None:  # per-cell edits travel as an explicit matrix with its classes
-        if data == "synthetic" and matrix.taxonomy.classes != preset("isic2018").classes:
-            raise ValueError("the edited matrix is for other classes than the synthetic data's (isic2018); "
-                             "choose the isic2018 classes on Severity matrix, or a dataset of these classes")
-        config.matrix = custom
-        config.taxonomy = matrix.taxonomy.to_dict()
-    return config.check()
 
 
 if launch:

@@ -53,7 +53,7 @@ else:
                f"classes {', '.join(loaded.taxonomy.classes)}")
 
 matrix = current_matrix(loaded.taxonomy)
-if rcl.trained_with_costs(loaded):
+if loaded.cost_sensitive:
     # The costs are already in the training: by default decide with the run's own matrix, scaled on
     # validation, rather than applying the Severity page's matrix a second time.
     use_current = st.toggle("Decide under the Severity page's matrix instead of the model's tuned default",

@@ -12,56 +12,116 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from rcl.atomic import write_json
 from rcl.data.layouts import SYNTHETIC
-from rcl.losses import LOSSES
+from rcl.loss_registry import LOSSES, canonical_loss
 from rcl.selection import SELECTION_RULES
-from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, validate_matrix
+from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, SeverityMatrix, validate_matrix
 from rcl.taxonomy import Taxonomy, preset
+
+
+def option(default=None, help: str = "", *, factory=None, cli: str | None = "value", flag: str | None = None,
+           choices=None):
+    """A config field with what the CLI needs to offer it: ``rcl train``'s options are derived from these.
+
+    ``cli``: ``"value"`` (``--flag VALUE``, typed from the annotation), ``"switch"`` (a flag that
+    sets the opposite of the default), ``"list"`` (``A,B``), ``"file"`` (a JSON file the CLI reads),
+    or None (config files only). ``flag`` overrides the flag name; ``choices`` is a callable giving
+    the accepted values (shown in the help, checked by ``check``).
+    """
+    meta = {"help": help, "cli": cli, "flag": flag, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _selection_rules():
+    return sorted(SELECTION_RULES)
 
 
 @dataclass
 class TrainConfig:
     # data
-    data: str = SYNTHETIC  # a dataset folder or CSV, or "synthetic" for the bundled default
-    preset: str | None = None  # built-in taxonomy; None: detected from the layout
-    taxonomy: dict | None = None  # a custom taxonomy (Taxonomy.to_dict()), overrides preset
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    limit: int | None = None  # use at most this many samples (stratified), for quick runs
-    drop_duplicates: bool = True  # drop test/val images whose content also appears in train
+    data: str = option(SYNTHETIC, "dataset folder or CSV, or 'synthetic' for the bundled synthetic set")
+    preset: str | None = option(None, "built-in taxonomy (brain_mri, isic2018, breakhis, sicapv2); "
+                                      "default: detected from the layout")
+    taxonomy: dict | None = option(None, "a taxonomy JSON file (classes and which are malignant)", cli="file")
+    malignant: list[str] | None = option(None, "the malignant classes of a folder-per-class dataset, e.g. "
+                                               "'melanoma,carcinoma' (the other classes are benign)", cli="list")
+    val_fraction: float = option(0.15, "share of the samples held out for validation")
+    test_fraction: float = option(0.15, "share of the samples held out for testing")
+    limit: int | None = option(None, "use at most N samples (stratified), for quick runs")
+    drop_duplicates: bool = option(True, "keep val/test images whose content also appears in train",
+                                   cli="switch", flag="--keep-duplicates")
     # loss and severity
-    loss: str = "ce"
-    alpha: float = PROPOSED_ALPHA
-    beta: float = PROPOSED_BETA
-    matrix: list[list[float]] | None = None  # explicit severity matrix; overrides alpha/beta
-    loss_params: dict = field(default_factory=dict)  # e.g. {"gamma": 2} for focal
+    loss: str = option("ce", "training loss; case, '-' and '_' do not matter", choices=lambda: list(LOSSES))
+    alpha: float = option(PROPOSED_ALPHA, "false-alarm penalty, benign→malignant")
+    beta: float = option(PROPOSED_BETA, "miss penalty, malignant→benign")
+    matrix: list[list[float]] | None = option(None, "a severity matrix JSON file (overrides --alpha/--beta)",
+                                              cli="file")
+    loss_params: dict = option(help="extra loss parameters, e.g. {\"gamma\": 2} for focal", factory=dict, cli=None)
     # model
-    model: str = "small_cnn"
-    pretrained: bool = False
-    weights: str | None = None  # local checkpoint/safetensors file, for offline machines
-    image_size: int = 64
+    model: str = option("small_cnn", "small_cnn, resnet18, resnet50, vit_base_patch16_224 or any timm name")
+    pretrained: bool = option(False, "start from timm's ImageNet weights (needs a network once)", cli="switch")
+    weights: str | None = option(None, "local .safetensors/.pt weights to start from (offline machines)")
+    image_size: int = option(64, "pixels, square")
     # optimisation
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    patience: int | None = 5  # early stopping on the selection score; None: never stop early
-    select: str = "f1"  # checkpoint selection rule on validation
-    cer_cap: float | None = None  # for select="f1_cer_cap"
-    f1_floor: float | None = None  # for select="cer_f1_floor"
-    max_steps: int | None = None  # stop after this many optimiser steps (smoke tests)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    amp: bool = True  # mixed precision when on a GPU (never on CPU)
-    num_workers: int = 0
-    name: str | None = None  # a label for tables and plots
+    epochs: int = option(10, "training epochs")
+    batch_size: int = option(32, "images per optimiser step")
+    lr: float = option(1e-3, "AdamW learning rate")
+    weight_decay: float = option(0.05, "AdamW weight decay")
+    patience: int | None = option(5, "early stopping patience in epochs (config None: never stop early)")
+    select: str = option("f1", "checkpoint selection rule on validation", choices=_selection_rules)
+    cer_cap: float | None = option(None, "for --select f1_cer_cap")
+    f1_floor: float | None = option(None, "for --select cer_f1_floor")
+    max_steps: int | None = option(None, "at most N optimiser steps per epoch (smoke tests)")
+    seed: int = option(0, "random seed (splits, initialisation, augmentation)")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    amp: bool = option(True, "no mixed precision on GPU", cli="switch", flag="--no-amp")
+    num_workers: int = option(0, "data loader worker processes")
+    name: str | None = option(None, "a label for tables and plots")
+
+    def __post_init__(self) -> None:
+        # The one place a loss spelling becomes the registry's name: everything downstream
+        # (loss factory, decision defaults, run summaries) reads the canonical name.
+        self.loss = canonical_loss(self.loss)
+        if isinstance(self.malignant, str):
+            self.malignant = [name.strip() for name in self.malignant.split(",") if name.strip()]
+
+    @classmethod
+    def from_matrix(cls, matrix: SeverityMatrix | None = None, base: TrainConfig | dict | None = None,
+                    **overrides) -> TrainConfig:
+        """The one way from a severity matrix (and form or flag values) to a checked config.
+
+        ``base`` (a config or its dict) is overridden by ``overrides``; ``matrix`` then sets α/β
+        (the paper's proposed values when the matrix has none) and, after per-cell edits, travels
+        as an explicit matrix with its classes. An edited matrix whose classes differ from the
+        ones the data implies is refused here, at submission, not after the data is read.
+        """
+        if isinstance(base, TrainConfig):
+            base = base.to_dict()
+        values = {**(base or {}), **overrides}
+        if matrix is not None:
+            values["alpha"] = float(matrix.alpha if matrix.alpha is not None else PROPOSED_ALPHA)
+            values["beta"] = float(matrix.beta if matrix.beta is not None else PROPOSED_BETA)
+            if not matrix.is_standard:
+                implied = cls.from_dict({**values, "matrix": None}).resolved_taxonomy()
+                if implied is not None and implied.classes != matrix.taxonomy.classes:
+                    raise ValueError(f"the severity matrix is for classes {', '.join(matrix.taxonomy.classes)} but "
+                                     f"the data's taxonomy ({implied.name}) has {', '.join(implied.classes)}: "
+                                     "build the matrix for the data's classes, or choose a dataset of these classes")
+                values["matrix"] = matrix.values.tolist()
+                values["taxonomy"] = matrix.taxonomy.to_dict()
+        return cls.from_dict(values).check()
 
     def check(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first bad field; return self."""
         if self.data != SYNTHETIC and not Path(self.data).expanduser().exists():
             raise ValueError(f"dataset {self.data!r} does not exist (give a folder, a CSV, or 'synthetic')")
-        if self.loss.lower().replace("-", "_") not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}")
+        self.loss = canonical_loss(self.loss)
+        if self.malignant is not None and (not isinstance(self.malignant, list) or not self.malignant
+                                           or not all(isinstance(m, str) and m for m in self.malignant)):
+            raise ValueError(f"malignant must name at least one class, e.g. 'melanoma,carcinoma'; got {self.malignant!r}")
         taxonomy = self.resolved_taxonomy()
         if self.matrix is not None:
             if taxonomy is None:
@@ -94,6 +154,8 @@ class TrainConfig:
         """The taxonomy named by the config, or None when it comes from the data's layout."""
         if self.taxonomy is not None:
             return Taxonomy.from_dict(self.taxonomy)
+        if self.malignant is not None:
+            return None  # built from the data's class folders with these malignant classes
         if self.preset is not None:
             return preset(self.preset)
         if self.data == SYNTHETIC:
@@ -112,7 +174,7 @@ class TrainConfig:
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

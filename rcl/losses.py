@@ -1,19 +1,20 @@
 """Training losses behind one registry: ``make_loss(name, **params)``.
 
 Every loss is an ``nn.Module`` called as ``loss(logits, targets)`` with logits ``(N, K)`` and
-integer targets ``(N,)``, returning the batch mean. Formulas follow SPEC exactly; where the paper
+integer targets ``(N,)``, returning the batch mean. Formulas: docs/FORMULAS.md; where the paper
 leaves a choice open, the class docstring says which choice was made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rcl.loss_registry import LOSSES, LossSpec, canonical_loss, carries_costs, loss_spec
 from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, as_matrix, severity_matrix
 from rcl.taxonomy import Taxonomy
 
@@ -43,7 +44,7 @@ class CrossEntropy(nn.Module):
 
 
 class WeightedCrossEntropy(nn.Module):
-    """Cross-entropy with class weights ``w_c ∝ 1/n_c`` normalised to average 1 over classes (SPEC).
+    """Cross-entropy with class weights ``w_c ∝ 1/n_c`` normalised to average 1 over classes.
 
     Choice: the batch reduction is PyTorch's weighted mean ``Σ w_y·CE / Σ w_y`` (the usual WCE
     baseline); classes with zero training samples get the largest observed weight instead of ∞.
@@ -68,7 +69,7 @@ class WeightedCrossEntropy(nn.Module):
 class FocalLoss(nn.Module):
     """``FL = −α_f (1 − p_y)^γ log p_y``, batch mean; paper defaults γ = 2, α_f = 0.25.
 
-    Choice: α_f is one scalar for every class (as SPEC states it), not the per-class α of the
+    Choice: α_f is one scalar for every class (as the paper states it), not the per-class α of the
     detection paper.
     """
 
@@ -86,7 +87,7 @@ class FocalLoss(nn.Module):
 
 
 class LabelSmoothing(nn.Module):
-    """Cross-entropy against ``(1 − ε)·onehot + ε/K`` (SPEC; ε = 0.1), batch mean."""
+    """Cross-entropy against ``(1 − ε)·onehot + ε/K`` (ε = 0.1), batch mean."""
 
     def __init__(self, epsilon: float = 0.1):
         super().__init__()
@@ -120,7 +121,7 @@ class _MatrixLoss(nn.Module):
 
 
 class RiskCalibratedLoss(_MatrixLoss):
-    """RCL (SPEC): ``M[y, ŷ] · CE(p, y)`` with ``ŷ = argmax p`` taken without gradient; batch mean.
+    """RCL (the paper's loss): ``M[y, ŷ] · CE(p, y)`` with ``ŷ = argmax p`` taken without gradient; batch mean.
 
     The weight is a per-sample constant, so on a sample currently predicted as ``ŷ`` the gradient
     is exactly ``M[y, ŷ]`` times cross-entropy's. Choice: ties in argmax go to the lowest index
@@ -136,7 +137,7 @@ class RiskCalibratedLoss(_MatrixLoss):
 
 
 class ExpectedRiskLoss(_MatrixLoss):
-    """Differentiable RCL (SPEC "Beyond the paper"): ``(Σ_j p_j M[y, j]) · CE(p, y)``, batch mean.
+    """Differentiable RCL (beyond the paper): ``(Σ_j p_j M[y, j]) · CE(p, y)``, batch mean.
 
     The hard gate ``M[y, argmax p]`` is replaced by its expectation under ``p``; where ``p`` is
     one-hot it equals RCL. Choice: the weight is *not* detached, so the gradient also moves
@@ -151,25 +152,15 @@ class ExpectedRiskLoss(_MatrixLoss):
         return (weight * ce).mean()
 
 
-LOSSES: dict[str, Callable[..., nn.Module]] = {
-    "ce": CrossEntropy,
-    "wce": WeightedCrossEntropy,
-    "focal": FocalLoss,
-    "label_smoothing": LabelSmoothing,
-    "rcl": RiskCalibratedLoss,
-    "expected_risk": ExpectedRiskLoss,
-}
-# Losses whose training already applies the severity costs: a Bayes decision on top applies them twice.
-COST_SENSITIVE_LOSSES = frozenset({"rcl", "expected_risk"})
-
-
 def make_loss(name: str, **params) -> nn.Module:
     """Build a registered loss: ``ce``, ``wce`` (class_counts), ``focal`` (gamma, alpha),
     ``label_smoothing`` (epsilon), ``rcl`` and ``expected_risk`` (taxonomy + alpha, beta, or matrix)."""
-    factory = LOSSES.get(name.lower().replace("-", "_"))
-    if factory is None:
-        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)}")
+    spec = loss_spec(name)
     try:
-        return factory(**params)
+        return globals()[spec.factory](**params)
     except TypeError as exc:
         raise ValueError(f"loss {name!r} got unexpected parameters {sorted(params)}: {exc}") from exc
+
+
+__all__ = ["LOSSES", "LossSpec", "canonical_loss", "carries_costs", "loss_spec", "make_loss",
+           "CrossEntropy", "WeightedCrossEntropy", "FocalLoss", "LabelSmoothing", "RiskCalibratedLoss", "ExpectedRiskLoss"]

@@ -1,4 +1,4 @@
-"""Safety and accuracy metrics (SPEC "Metrics"): CER, F1-macro, accuracy, error tiers, Pareto front.
+"""Safety and accuracy metrics (docs/FORMULAS.md): CER, F1-macro, accuracy, error tiers, Pareto front.
 
 Small pure functions on label arrays, in the style of scikit-learn: validate strictly, then
 compute. Every number is derived from the K × K confusion counts (one ``np.bincount``): that is
@@ -172,3 +172,11 @@ def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
         elif f1[i] == best_f1 and cer[i] == best_cer:
             front.append(int(valid[i]))  # an exact tie is not dominated
     return front
+
+
+def argmax_metrics(logits: np.ndarray, labels: np.ndarray, taxonomy: Taxonomy, costs: np.ndarray) -> dict:
+    """Evaluation of argmax predictions plus their mean decision cost under ``costs``."""
+    predictions = np.asarray(logits).argmax(axis=1)
+    result = evaluate(labels, predictions, taxonomy).to_dict()
+    result["expected_cost"] = float(np.asarray(costs)[labels, predictions].mean())
+    return result

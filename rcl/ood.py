@@ -19,23 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.covariance import LedoitWolf
 
 OOD_FILE = "ood.npz"
 DEFAULT_FLAG_RATE = 0.05
-
-
-def penultimate(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Pooled features before the classifier (timm's and SmallCNN's ``forward_head(pre_logits=True)``)."""
-    return model.forward_head(model.forward_features(images), pre_logits=True)
-
-
-@torch.no_grad()
-def extract_features(model: torch.nn.Module, loader, device: torch.device) -> np.ndarray:
-    model.eval()
-    chunks = [penultimate(model, images.to(device)).float().cpu() for images, _ in loader]
-    return torch.cat(chunks).numpy().astype(np.float64)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import numpy as np
 
 from rcl import paths
 from rcl.errors import explain
+from rcl.loss_registry import carries_costs, loss_spec
 from rcl.ood import OOD_FILE, MahalanobisDetector
 from rcl.severity import SeverityMatrix
 from rcl.taxonomy import Taxonomy
@@ -30,9 +31,12 @@ EXTRAS = ("calibration", "decision", "referral", "ood")
 def read_history(run_dir: str | Path) -> list[dict]:
     """Per-epoch rows of a run folder's ``history.jsonl`` (empty before the first epoch ends).
 
-    The trainer replaces the file atomically each epoch, so a reader never sees half of it.
+    The trainer replaces the file atomically each epoch, so a reader never sees half of it. While
+    the run trains, the file is in its partial folder (``paths.partial_dir``), and is read there.
     """
     path = Path(run_dir) / "history.jsonl"
+    if not path.is_file():
+        path = paths.partial_dir(run_dir) / "history.jsonl"
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -41,9 +45,15 @@ def read_history(run_dir: str | Path) -> list[dict]:
 def loss_label(train: dict) -> str:
     """``rcl α=5 β=20`` for the matrix losses, the loss name otherwise."""
     loss = train.get("loss", "?")
-    if loss in ("rcl", "expected_risk"):
+    if loss_spec(loss).takes_matrix:
         return f"{loss} {penalties(train.get('alpha'), train.get('beta'))}"
     return loss
+
+
+def _cost_sensitive(decision: dict, loss: str) -> bool:
+    """The run's stored ``decision.cost_sensitive_training``, or the loss registry for runs whose
+    stored flag predates spelling-proof loss names (any spelling of a cost-carrying loss counts)."""
+    return bool(decision.get("cost_sensitive_training")) or carries_costs(loss)
 
 
 @dataclass
@@ -128,6 +138,11 @@ class Run:
         return result
 
     @property
+    def cost_sensitive(self) -> bool:
+        """Trained with a loss that carries the severity costs (a full-matrix decision would apply them twice)."""
+        return _cost_sensitive(self.metrics.get("decision", {}), self.train["loss"])
+
+    @property
     def label(self) -> str:
         """A short name for tables and legends."""
         t = self.train
@@ -137,7 +152,7 @@ class Run:
         """One flat row: identity, config and test metrics (``rcl runs``, the app's tables)."""
         t, test = self.train, self.metrics.get("test", {})
         dataset, tiers = self.config.get("dataset", {}), test.get("tiers", {})
-        matrix_loss = t["loss"] in ("rcl", "expected_risk")
+        matrix_loss = loss_spec(t["loss"]).takes_matrix
         return {
             "id": self.id,
             "label": self.label,
@@ -309,6 +324,11 @@ class LoadedModel:
     @property
     def synthetic(self) -> bool:
         return bool(self.card.get("dataset", {}).get("synthetic"))
+
+    @property
+    def cost_sensitive(self) -> bool:
+        """Trained with a loss that carries the severity costs (a full-matrix decision would apply them twice)."""
+        return _cost_sensitive(self.card.get("extras", {}).get("decision", {}), self.card.get("loss", "ce"))
 
 
 def load_model(source: str | Path, device: str = "cpu") -> LoadedModel:

@@ -1,4 +1,4 @@
-"""The clinical severity matrix ``M[true, predicted]`` (SPEC, "Clinical severity matrix").
+"""The clinical severity matrix ``M[true, predicted]`` (docs/FORMULAS.md).
 
 ``severity_matrix`` builds the paper's matrix from α (false alarm) and β (miss).
 :class:`SeverityMatrix` is the validated, per-cell editable form a clinician works with, bound to
@@ -31,9 +31,9 @@ def _check_penalty(name: str, value: float) -> float:
 def severity_matrix(taxonomy: Taxonomy, alpha: float = PROPOSED_ALPHA, beta: float = PROPOSED_BETA) -> np.ndarray:
     """K × K matrix: 1 within a superclass (diagonal included), α for an over-call, β for an under-call.
 
-    With two superclasses this is exactly SPEC: α where benign is predicted malignant (Type I),
+    With two superclasses this is exactly the paper's matrix: α where benign is predicted malignant (Type I),
     β where malignant is predicted benign (Type II). With more ordered superclasses, every
-    over-call costs α and every under-call β (a choice SPEC leaves open; graded costs can be set
+    over-call costs α and every under-call β (a choice the paper leaves open; graded costs can be set
     per cell with :meth:`SeverityMatrix.with_cell`).
     """
     alpha = _check_penalty("alpha", alpha)

@@ -22,8 +22,7 @@ from rcl.calibration import apply_temperature
 from rcl.data import load_rgb, preprocess
 from rcl.decision import decide, expected_costs
 from rcl.decision_scale import scaled_matrix
-from rcl.losses import COST_SENSITIVE_LOSSES
-from rcl.runs import LoadedModel, Run
+from rcl.runs import LoadedModel
 from rcl.text import pct
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -77,19 +76,6 @@ def forward(loaded: LoadedModel, image) -> tuple[np.ndarray, np.ndarray]:
     return logits, pooled
 
 
-def trained_with_costs(source: Run | LoadedModel) -> bool:
-    """Was this run or loaded model trained with a loss that carries the severity costs?
-
-    The run's stored default decision says so; a run stored without one is judged by its loss name.
-    """
-    if isinstance(source, LoadedModel):
-        decision, loss = source.card.get("extras", {}).get("decision", {}), source.card.get("loss")
-    else:
-        decision, loss = source.metrics.get("decision", {}), source.train.get("loss")
-    stored = decision.get("cost_sensitive_training") if isinstance(decision, dict) else None
-    return bool(stored) if stored is not None else loss in COST_SENSITIVE_LOSSES
-
-
 def default_decision_matrix(loaded: LoadedModel) -> tuple[np.ndarray, str]:
     """The run's own decision matrix: its training matrix, scaled by the factor tuned on validation
     when the run was trained with a cost-sensitive loss (so the costs are not applied twice)."""
@@ -112,7 +98,7 @@ def triage(loaded: LoadedModel, image, matrix=None) -> TriageResult:
         matrix, matrix_source = default_decision_matrix(loaded)
     else:
         matrix_source = "current matrix"
-        if trained_with_costs(loaded):
+        if loaded.cost_sensitive:
             flags.append(STACKING)
     costs = expected_costs(probs[None, :], matrix)[0]
     decision = int(decide(probs[None, :], matrix)[0])

@@ -198,12 +198,11 @@ def test_exported_models_lists_folders_with_a_card(tmp_path):
     assert listing.exported_models(tmp_path) == [tmp_path / "good"]
 
 
-def test_trained_with_costs_reads_the_stored_decision(tmp_path):
-    from rcl.triage import trained_with_costs
-
-    folder = fake_run(tmp_path, "a", loss="expected_risk")
-    assert trained_with_costs(load_run(folder))  # no stored decision: the loss name decides
+def test_cost_sensitive_reads_the_stored_decision_and_the_registry(tmp_path):
+    folder = fake_run(tmp_path, "a", loss="Expected-Risk")
+    assert load_run(folder).cost_sensitive  # no stored decision: the loss registry decides, any spelling
     metrics = json.loads((folder / "metrics.json").read_text())
     (folder / "metrics.json").write_text(json.dumps(metrics | {"decision": {"cost_sensitive_training": False}}))
-    assert not trained_with_costs(load_run(folder))
-    assert not trained_with_costs(load_run(fake_run(tmp_path, "b", loss="ce")))
+    assert load_run(folder).cost_sensitive  # an old run's wrong flag is corrected by the registry
+    plain = fake_run(tmp_path, "b", loss="ce")
+    assert not load_run(plain).cost_sensitive

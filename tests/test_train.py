@@ -9,8 +9,10 @@ import pytest
 
 from rcl.cli import main
 from rcl.config import TrainConfig
+from rcl.engine import load_run_data, make_loader, predict_logits
+from rcl.paths import partial_dir
 from rcl.runs import list_runs, load_model, load_run
-from rcl.train import load_run_data, make_loader, predict_logits, run_training
+from rcl.train import run_training
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +79,7 @@ def test_same_seed_same_metrics_and_resume_matches(trained, tmp_path):
 
     with pytest.raises(Stop):
         run_training(config, tmp_path / "resumed", stop_after_first_epoch)
-    assert (tmp_path / "resumed" / "last.pt").is_file()
+    assert (partial_dir(tmp_path / "resumed") / "last.pt").is_file() and not (tmp_path / "resumed").exists()
     resumed = run_training(config, tmp_path / "resumed")
     for split in ("val", "test"):
         assert resumed[split] == reference[split]
@@ -174,7 +176,7 @@ def test_cost_sensitive_run_warns_against_applying_costs_twice(trained):
 
     metrics = json.loads((trained / "metrics.json").read_text())
     decision = metrics["decision"]
-    assert decision["cost_sensitive_training"] is True and "applies" not in decision["rule"]
+    assert decision["cost_sensitive_training"] is True and decision["rule"] == "bayes (scale tuned on validation)"
     assert metrics["calibration"]["temperature"] > 0 and "rule" in metrics["referral"]
     assert set(metrics["test"]["ci"]["cer"]) >= {"value", "low", "high"}
     loaded = load_model(trained)
@@ -228,3 +230,63 @@ def test_decisions_use_temperature_calibrated_probabilities(trained):
     np.testing.assert_allclose(calibrated, apply_temperature(stored["logits"], run.metrics["calibration"]["temperature"]),
                                rtol=1e-6)
     np.testing.assert_array_equal(calibrated.argmax(1), stored["probs"].argmax(1))
+
+
+def test_complete_run_is_refused_without_overwrite_and_a_diverging_retrain_leaves_it_untouched(trained, capsys):
+    before = {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()}
+    assert main(["train", *TINY_ARGS, "--out", str(trained)]) == 2
+    assert "already holds a finished run: pass --overwrite" in capsys.readouterr().err
+    assert main(["train", *TINY_ARGS, "--loss", "focal", "--lr", "1e30", "--overwrite", "--out", str(trained)]) == 2
+    assert "training diverged" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in trained.iterdir() if p.is_file()} == before
+    assert load_run(trained).summary()["loss"] == "rcl"
+
+
+def test_overwrite_replaces_a_run_and_keeps_files_training_does_not_write(tmp_path):
+    config = TrainConfig(**{**TINY, "epochs": 1, "max_steps": 1}, loss="ce")
+    out = tmp_path / "run"
+    run_training(config, out)
+    (out / "train.log").write_text("job log\n")
+    again = run_training(TrainConfig(**{**TINY, "epochs": 1, "max_steps": 1}, loss="focal"), out, overwrite=True)
+    assert again["loss"] == "focal" and json.loads((out / "metrics.json").read_text())["loss"] == "focal"
+    assert (out / "train.log").read_text() == "job log\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no partial or replaced folder left
+
+
+def test_posthoc_analysis_recomputes_metrics_from_the_stored_arrays(trained, tmp_path):
+    import shutil
+
+    from rcl.posthoc import analyse
+
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "ood.npz").unlink()
+    stored = json.loads((trained / "metrics.json").read_text())
+    fresh = json.loads(json.dumps(analyse(copy), default=float))
+    for key in ("val", "test", "calibration", "decision", "referral", "ood"):
+        assert fresh[key] == stored[key], key
+    assert (copy / "ood.npz").is_file()
+    with np.load(trained / "features.npz") as features:
+        assert features["train_features"].dtype == np.float16 and len(features["train_labels"]) > 0
+
+
+def test_train_with_malignant_on_a_two_superclass_folder(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, shade in (("cyst", 60), ("nodule", 120), ("tumour", 200)):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(20):
+            pixels = np.clip(rng.normal(shade, 30, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / cls / f"{i}.png")
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "data"), "--malignant", "tumour", "--epochs", "1",
+                 "--image-size", "16", "--batch-size", "8", "--device", "cpu", "--loss", "RCL", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["taxonomy"]["classes"] == [{"name": "cyst", "superclass": "benign"},
+                                             {"name": "nodule", "superclass": "benign"},
+                                             {"name": "tumour", "superclass": "malignant"}]
+    assert config["train"]["malignant"] == ["tumour"]
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--data", str(tmp_path / "data"), "--malignant", "tumour"]) == 0
+    assert json.loads(capsys.readouterr().out)["test"]["n"] == 60

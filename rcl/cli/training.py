@@ -9,68 +9,64 @@ from rcl.cli import command, fmt, print_json
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``rcl train`` and ``rcl submit`` (one TrainConfig field each)."""
-    from rcl.config import TrainConfig
-    from rcl.losses import LOSSES
-    from rcl.selection import SELECTION_RULES
+    """Options shared by ``train``, ``submit`` and ``ablation``: one per TrainConfig field, derived
+    from the fields' metadata (help, flag, kind), so the config schema is spelled once."""
+    from dataclasses import MISSING, fields
 
-    d = TrainConfig()
+    from rcl.config import TrainConfig
+
     p.add_argument("--config", help="a config.json (from a run folder or written by hand); flags override it")
-    p.add_argument("--data", help="dataset folder or CSV, or 'synthetic' (default) for the bundled synthetic set")
-    p.add_argument("--preset", help="built-in taxonomy: brain_mri, isic2018, breakhis, sicapv2")
-    p.add_argument("--taxonomy", help="a taxonomy JSON file (classes and which are malignant)")
-    p.add_argument("--loss", choices=sorted(LOSSES), help=f"training loss (default {d.loss})")
-    p.add_argument("--alpha", type=float, help=f"false-alarm penalty, benign→malignant (default {d.alpha:g})")
-    p.add_argument("--beta", type=float, help=f"miss penalty, malignant→benign (default {d.beta:g})")
-    p.add_argument("--matrix", help="a severity matrix JSON file (overrides --alpha/--beta)")
-    p.add_argument("--model", help=f"small_cnn, resnet18, resnet50, vit_base_patch16_224 or any timm name (default {d.model})")
-    p.add_argument("--pretrained", action="store_true", default=None, help="start from timm's ImageNet weights (needs a network once)")
-    p.add_argument("--weights", help="local .safetensors/.pt weights to start from (offline machines)")
-    p.add_argument("--epochs", type=int, help=f"default {d.epochs}")
-    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
-    p.add_argument("--image-size", type=int, help=f"pixels, square (default {d.image_size})")
-    p.add_argument("--lr", type=float, help=f"AdamW learning rate (default {d.lr:g})")
-    p.add_argument("--weight-decay", type=float, help=f"default {d.weight_decay:g}")
-    p.add_argument("--patience", type=int, help=f"early stopping patience in epochs (default {d.patience})")
-    p.add_argument("--select", choices=sorted(SELECTION_RULES), help="checkpoint selection rule on validation (default f1)")
-    p.add_argument("--cer-cap", type=float, help="for --select f1_cer_cap")
-    p.add_argument("--f1-floor", type=float, help="for --select cer_f1_floor")
-    p.add_argument("--limit", type=int, help="use at most N samples (stratified), for quick runs")
-    p.add_argument("--max-steps", type=int, help="at most N optimiser steps per epoch (smoke tests)")
-    p.add_argument("--val-fraction", type=float)
-    p.add_argument("--test-fraction", type=float)
-    p.add_argument("--seed", type=int, help=f"default {d.seed}")
-    p.add_argument("--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
-    p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision on GPU")
-    p.add_argument("--num-workers", type=int, help="data loader worker processes (default 0)")
-    p.add_argument("--name", help="a label for tables and plots")
+    for f in fields(TrainConfig):
+        kind, help_text = f.metadata.get("cli"), f.metadata.get("help", "")
+        if kind is None:
+            continue
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else f.default_factory()
+        if kind == "switch":
+            p.add_argument(flag, dest=f.name, action="store_false" if default else "store_true", default=None,
+                           help=help_text)
+        elif kind == "list":
+            p.add_argument(flag, dest=f.name, metavar="A,B", help=help_text)
+        elif kind == "file":
+            p.add_argument(flag, dest=f.name, metavar="FILE", help=help_text)
+        else:
+            choices = f.metadata.get("choices")
+            extra = f"; one of: {', '.join(choices())}" if choices else ""
+            shown = "" if default is None else f" (default {default:g}{extra})" if isinstance(default, float) \
+                else f" (default {default}{extra})"
+            p.add_argument(flag, dest=f.name, type=_scalar_type(f.type), help=help_text + shown)
+
+
+def _scalar_type(annotation: str):
+    """``int``, ``float`` or ``str`` from a field's annotation (``"int | None"`` → ``int``)."""
+    names = {part.strip() for part in str(annotation).split("|")} - {"None"}
+    return {"int": int, "float": float}.get(names.pop() if len(names) == 1 else "str", str)
 
 
 def config_from_args(args: argparse.Namespace):
-    """A checked TrainConfig from ``--config`` (if any) overridden by explicit flags."""
+    """A checked TrainConfig from ``--config`` (if any) overridden by explicit flags, built by
+    ``TrainConfig.from_matrix`` like the Train page's."""
+    from dataclasses import fields
+
     from rcl.config import TrainConfig
     from rcl.severity import SeverityMatrix
     from rcl.taxonomy import Taxonomy
 
-    config = TrainConfig.load(args.config) if args.config else TrainConfig()
-    updates = {}
-    for field in ("data", "preset", "loss", "alpha", "beta", "model", "pretrained", "weights", "epochs",
-                  "batch_size", "image_size", "lr", "weight_decay", "patience", "select", "cer_cap", "f1_floor",
-                  "limit", "max_steps", "val_fraction", "test_fraction", "seed", "device", "amp", "num_workers",
-                  "name"):
-        value = getattr(args, field, None)
-        if value is not None:
-            updates[field] = value
-    if getattr(args, "taxonomy", None):
-        updates["taxonomy"] = Taxonomy.load(args.taxonomy).to_dict()
-    config = type(config).from_dict({**config.to_dict(), **updates})
-    if getattr(args, "matrix", None):
-        taxonomy = config.resolved_taxonomy()
-        matrix = SeverityMatrix.load(args.matrix, taxonomy)
-        config.matrix = matrix.values.tolist()
-        if config.taxonomy is None and config.preset is None and config.data != "synthetic":
-            config.taxonomy = matrix.taxonomy.to_dict()
-    return config.check()
+    base = TrainConfig.load(args.config).to_dict() if args.config else {}
+    updates = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+               if f.metadata.get("cli") and getattr(args, f.name, None) is not None}
+    if "taxonomy" in updates:
+        updates["taxonomy"] = Taxonomy.load(updates["taxonomy"]).to_dict()
+    matrix_file = updates.pop("matrix", None)
+    if matrix_file is None:
+        return TrainConfig.from_matrix(None, base, **updates)
+    draft = TrainConfig.from_dict({**base, **updates})
+    matrix = SeverityMatrix.load(matrix_file, draft.resolved_taxonomy())
+    if matrix.alpha is None:  # a matrix file without sliders keeps the α/β the flags or config give
+        matrix = SeverityMatrix(matrix.taxonomy, matrix.values, draft.alpha, draft.beta)
+    if draft.taxonomy is None and draft.preset is None and draft.data != "synthetic":
+        updates["taxonomy"] = matrix.taxonomy.to_dict()
+    return TrainConfig.from_matrix(matrix, base, **updates)
 
 
 class ProgressBar:
@@ -105,6 +101,8 @@ class ProgressBar:
 def add_train(p: argparse.ArgumentParser) -> None:
     add_train_options(p)
     p.add_argument("--out", help="run folder to write (default: a new folder in $RCL_HOME or ./runs)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out when it already holds a finished run (only once the new run succeeds)")
     p.add_argument("--job-id", help=argparse.SUPPRESS)  # set by the background worker
 
 
@@ -125,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             bar(event)
             report(event)
 
-    metrics = run_training(config, out, callback)
+    metrics = run_training(config, out, callback, overwrite=args.overwrite)
     test = metrics["test"]
     print(f"run folder: {out}")
     print(f"test: CER {fmt(test['cer'])} · F1-macro {fmt(test['f1_macro'])} · accuracy {fmt(test['accuracy'])} · "
@@ -137,6 +135,8 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--data", required=True, help="dataset in a layout the run's classes fit")
     p.add_argument("--preset", help="taxonomy preset of the data, when it cannot be detected")
+    p.add_argument("--malignant", metavar="A,B", help="the malignant classes of a folder-per-class dataset")
+    p.add_argument("--taxonomy", metavar="FILE", help="a taxonomy JSON file for the data's classes")
     p.add_argument("--ood-only", action="store_true",
                    help="data of other classes: report only the share of images flagged as unfamiliar")
     p.add_argument("--out", help="write the metrics JSON here (default: print it)")
@@ -144,9 +144,12 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "evaluate a trained run on another dataset (external test set)", add_evaluate)
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rcl.train import evaluate_external
+    from rcl.external import evaluate_external
+    from rcl.taxonomy import Taxonomy
 
-    result = evaluate_external(args.run_dir, args.data, args.preset, ood_only=args.ood_only)
+    taxonomy = Taxonomy.load(args.taxonomy) if args.taxonomy else None
+    result = evaluate_external(args.run_dir, args.data, args.preset, ood_only=args.ood_only,
+                               malignant=args.malignant, taxonomy=taxonomy)
     if not args.out:
         print_json(result)
         return 0

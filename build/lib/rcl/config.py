@@ -1,0 +1,190 @@
+"""The typed configuration of one training run, serialised to ``config.json`` beside every run.
+
+Plain values only (nanoGPT style): a run folder's ``config.json`` is enough to reproduce it with
+``rcl train --config RUN/config.json``. ``check()`` validates everything that can be checked
+without touching the data, so a background job with a bad config fails at submission.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from rcl.atomic import write_json
+from rcl.loss_registry import LOSSES, canonical_loss
+from rcl.selection import SELECTION_RULES
+from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, SeverityMatrix, validate_matrix
+from rcl.taxonomy import Taxonomy, preset
+
+SYNTHETIC = "synthetic"
+
+
+def option(default=None, help: str = "", *, factory=None, cli: str | None = "value", flag: str | None = None,
+           choices=None):
+    """A config field with what the CLI needs to offer it: ``rcl train``'s options are derived from these.
+
+    ``cli``: ``"value"`` (``--flag VALUE``, typed from the annotation), ``"switch"`` (a flag that
+    sets the opposite of the default), ``"list"`` (``A,B``), ``"file"`` (a JSON file the CLI reads),
+    or None (config files only). ``flag`` overrides the flag name; ``choices`` is a callable giving
+    the accepted values (shown in the help, checked by ``check``).
+    """
+    meta = {"help": help, "cli": cli, "flag": flag, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _selection_rules():
+    return sorted(SELECTION_RULES)
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = option(SYNTHETIC, "dataset folder or CSV, or 'synthetic' for the bundled synthetic set")
+    preset: str | None = option(None, "built-in taxonomy (brain_mri, isic2018, breakhis, sicapv2); "
+                                      "default: detected from the layout")
+    taxonomy: dict | None = option(None, "a taxonomy JSON file (classes and which are malignant)", cli="file")
+    malignant: list[str] | None = option(None, "the malignant classes of a folder-per-class dataset, e.g. "
+                                               "'melanoma,carcinoma' (the other classes are benign)", cli="list")
+    val_fraction: float = option(0.15, "share of the samples held out for validation")
+    test_fraction: float = option(0.15, "share of the samples held out for testing")
+    limit: int | None = option(None, "use at most N samples (stratified), for quick runs")
+    drop_duplicates: bool = option(True, "keep val/test images whose content also appears in train",
+                                   cli="switch", flag="--keep-duplicates")
+    # loss and severity
+    loss: str = option("ce", "training loss; case, '-' and '_' do not matter", choices=lambda: list(LOSSES))
+    alpha: float = option(PROPOSED_ALPHA, "false-alarm penalty, benign→malignant")
+    beta: float = option(PROPOSED_BETA, "miss penalty, malignant→benign")
+    matrix: list[list[float]] | None = option(None, "a severity matrix JSON file (overrides --alpha/--beta)",
+                                              cli="file")
+    loss_params: dict = option(help="extra loss parameters, e.g. {\"gamma\": 2} for focal", factory=dict, cli=None)
+    # model
+    model: str = option("small_cnn", "small_cnn, resnet18, resnet50, vit_base_patch16_224 or any timm name")
+    pretrained: bool = option(False, "start from timm's ImageNet weights (needs a network once)", cli="switch")
+    weights: str | None = option(None, "local .safetensors/.pt weights to start from (offline machines)")
+    image_size: int = option(64, "pixels, square")
+    # optimisation
+    epochs: int = option(10, "training epochs")
+    batch_size: int = option(32, "images per optimiser step")
+    lr: float = option(1e-3, "AdamW learning rate")
+    weight_decay: float = option(0.05, "AdamW weight decay")
+    patience: int | None = option(5, "early stopping patience in epochs (config None: never stop early)")
+    select: str = option("f1", "checkpoint selection rule on validation", choices=_selection_rules)
+    cer_cap: float | None = option(None, "for --select f1_cer_cap")
+    f1_floor: float | None = option(None, "for --select cer_f1_floor")
+    max_steps: int | None = option(None, "at most N optimiser steps per epoch (smoke tests)")
+    seed: int = option(0, "random seed (splits, initialisation, augmentation)")
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
+    amp: bool = option(True, "no mixed precision on GPU", cli="switch", flag="--no-amp")
+    num_workers: int = option(0, "data loader worker processes")
+    name: str | None = option(None, "a label for tables and plots")
+
+    def __post_init__(self) -> None:
+        # The one place a loss spelling becomes the registry's name: everything downstream
+        # (loss factory, decision defaults, run summaries) reads the canonical name.
+        self.loss = canonical_loss(self.loss)
+        if isinstance(self.malignant, str):
+            self.malignant = [name.strip() for name in self.malignant.split(",") if name.strip()]
+
+    @classmethod
+    def from_matrix(cls, matrix: SeverityMatrix | None = None, base: TrainConfig | dict | None = None,
+                    **overrides) -> TrainConfig:
+        """The one way from a severity matrix (and form or flag values) to a checked config.
+
+        ``base`` (a config or its dict) is overridden by ``overrides``; ``matrix`` then sets α/β
+        (the paper's proposed values when the matrix has none) and, after per-cell edits, travels
+        as an explicit matrix with its classes. An edited matrix whose classes differ from the
+        ones the data implies is refused here, at submission, not after the data is read.
+        """
+        if isinstance(base, TrainConfig):
+            base = base.to_dict()
+        values = {**(base or {}), **overrides}
+        if matrix is not None:
+            values["alpha"] = float(matrix.alpha if matrix.alpha is not None else PROPOSED_ALPHA)
+            values["beta"] = float(matrix.beta if matrix.beta is not None else PROPOSED_BETA)
+            if not matrix.is_standard:
+                implied = cls.from_dict({**values, "matrix": None}).resolved_taxonomy()
+                if implied is not None and implied.classes != matrix.taxonomy.classes:
+                    raise ValueError(f"the severity matrix is for classes {', '.join(matrix.taxonomy.classes)} but "
+                                     f"the data's taxonomy ({implied.name}) has {', '.join(implied.classes)}: "
+                                     "build the matrix for the data's classes, or choose a dataset of these classes")
+                values["matrix"] = matrix.values.tolist()
+                values["taxonomy"] = matrix.taxonomy.to_dict()
+        return cls.from_dict(values).check()
+
+    def check(self) -> TrainConfig:
+        """Raise ``ValueError`` naming the first bad field; return self."""
+        if self.data != SYNTHETIC and not Path(self.data).expanduser().exists():
+            raise ValueError(f"dataset {self.data!r} does not exist (give a folder, a CSV, or 'synthetic')")
+        self.loss = canonical_loss(self.loss)
+        if self.malignant is not None and (not isinstance(self.malignant, list) or not self.malignant
+                                           or not all(isinstance(m, str) and m for m in self.malignant)):
+            raise ValueError(f"malignant must name at least one class, e.g. 'melanoma,carcinoma'; got {self.malignant!r}")
+        taxonomy = self.resolved_taxonomy()
+        if self.matrix is not None:
+            if taxonomy is None:
+                raise ValueError("an explicit --matrix needs --preset or --taxonomy so its classes are known")
+            validate_matrix(self.matrix, taxonomy)
+        for name in ("alpha", "beta", "lr"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name, low in (("epochs", 1), ("batch_size", 1), ("image_size", 16)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
+            raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
+        if self.select not in SELECTION_RULES:
+            raise ValueError(f"unknown selection rule {self.select!r}; choose one of: {', '.join(SELECTION_RULES)}")
+        if self.select == "f1_cer_cap" and self.cer_cap is None:
+            raise ValueError("select=f1_cer_cap needs cer_cap (e.g. 0.1)")
+        if self.select == "cer_f1_floor" and self.f1_floor is None:
+            raise ValueError("select=cer_f1_floor needs f1_floor (e.g. 0.5)")
+        if self.weights is not None and not Path(self.weights).expanduser().is_file():
+            raise ValueError(f"weights file {self.weights!r} does not exist")
+        from rcl.models import check_model_name  # torch/timm import only when checking
+
+        check_model_name(self.model)
+        return self
+
+    def resolved_taxonomy(self) -> Taxonomy | None:
+        """The taxonomy named by the config, or None when it comes from the data's layout."""
+        if self.taxonomy is not None:
+            return Taxonomy.from_dict(self.taxonomy)
+        if self.malignant is not None:
+            return None  # built from the data's class folders with these malignant classes
+        if self.preset is not None:
+            return preset(self.preset)
+        if self.data == SYNTHETIC:
+            return preset("isic2018")
+        return None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config fields: {', '.join(unknown)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"config file {str(path)!r} is not valid JSON: {exc}") from exc
+        # A run folder's config.json nests the train config under "train".
+        return cls.from_dict(data.get("train", data))

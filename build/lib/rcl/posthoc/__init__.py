@@ -1,0 +1,37 @@
+"""After training: everything fitted or measured on a run folder's stored arrays (numpy only).
+
+``analyse(run_dir)`` recomputes the post-hoc part of ``metrics.json`` for any finished run:
+argmax figures per split, bootstrap CIs, temperature calibration, the default decision, the
+referral rule and (when ``features.npz`` is stored) the unfamiliar-image detector.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rcl.metrics import argmax_metrics
+from rcl.posthoc.defaults import REFERRAL_TARGET_CER, decision_defaults
+from rcl.posthoc.detector import fit_detector
+from rcl.posthoc.stored import FEATURES_FILE, PREDICTIONS_FILE, load_stored, save_features, save_predictions
+from rcl.severity import cost_matrix
+from rcl.uncertainty import bootstrap_ci
+
+
+def analyse(run_dir: str | Path) -> dict:
+    """The post-hoc entries of ``metrics.json`` (``val``, ``test``, ``calibration``, ``decision``,
+    ``referral`` and ``ood``), computed from the run folder alone. Writes ``ood.npz``."""
+    stored = load_stored(run_dir)
+    taxonomy, matrix = stored.taxonomy, stored.matrix
+    result = {split: argmax_metrics(arrays["logits"], arrays["labels"], taxonomy, cost_matrix(matrix))
+              for split, arrays in stored.splits.items()}
+    test = stored.splits["test"]
+    result["test"]["ci"] = bootstrap_ci(test["labels"], test["logits"].argmax(axis=1), taxonomy,
+                                        seed=stored.train.get("seed", 0))
+    result.update(decision_defaults(stored.train["loss"], taxonomy, matrix, stored.splits["val"], test))
+    if stored.features is not None:
+        result["ood"] = fit_detector(stored.path, stored.features)
+    return result
+
+
+__all__ = ["FEATURES_FILE", "PREDICTIONS_FILE", "REFERRAL_TARGET_CER", "analyse", "save_features",
+           "save_predictions"]

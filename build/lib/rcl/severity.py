@@ -1,0 +1,208 @@
+"""The clinical severity matrix ``M[true, predicted]`` (docs/FORMULAS.md).
+
+``severity_matrix`` builds the paper's matrix from α (false alarm) and β (miss).
+:class:`SeverityMatrix` is the validated, per-cell editable form a clinician works with, bound to
+its taxonomy and serialisable to JSON. Anything that takes a matrix accepts either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rcl.taxonomy import Taxonomy
+
+# The paper's Table IV (alpha = false-alarm penalty, beta = miss penalty).
+ABLATION_CONFIGS: dict[str, tuple[float, float]] = {
+    "RCL-Light": (5, 5),
+    "RCL-Balanced": (2, 10),
+    "RCL-StructSafe": (5, 10),
+    "RCL-Uniform": (10, 10),
+    "RCL-Sparse": (1, 20),
+    "RCL-Proposed": (5, 20),
+    "RCL-HighStruct": (10, 20),
+}
+PROPOSED_ALPHA, PROPOSED_BETA = ABLATION_CONFIGS["RCL-Proposed"]
+
+
+def _check_penalty(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return value
+
+
+def severity_matrix(taxonomy: Taxonomy, alpha: float = PROPOSED_ALPHA, beta: float = PROPOSED_BETA) -> np.ndarray:
+    """K × K matrix: 1 within a superclass (diagonal included), α for an over-call, β for an under-call.
+
+    With two superclasses this is exactly the paper's matrix: α where benign is predicted malignant (Type I),
+    β where malignant is predicted benign (Type II). With more ordered superclasses, every
+    over-call costs α and every under-call β (a choice the paper leaves open; graded costs can be set
+    per cell with :meth:`SeverityMatrix.with_cell`).
+    """
+    alpha = _check_penalty("alpha", alpha)
+    beta = _check_penalty("beta", beta)
+    s = np.asarray(taxonomy.superclass)
+    true_s, pred_s = s[:, None], s[None, :]
+    return np.where(pred_s > true_s, alpha, np.where(pred_s < true_s, beta, 1.0)).astype(np.float64)
+
+
+def validate_matrix(values, taxonomy: Taxonomy) -> np.ndarray:
+    """Return ``values`` as a float64 K × K array, or raise ``ValueError`` naming what is wrong."""
+    k = taxonomy.num_classes
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"severity matrix must be numbers; {exc}") from exc
+    if array.shape != (k, k):
+        raise ValueError(
+            f"severity matrix must be {k} × {k} for taxonomy {taxonomy.name!r} "
+            f"({', '.join(taxonomy.classes)}), got shape {array.shape}"
+        )
+    bad = ~np.isfinite(array) | (array < 0)
+    if bad.any():
+        i, j = map(int, np.argwhere(bad)[0])
+        raise ValueError(
+            f"severity matrix cell [true={taxonomy.classes[i]}, predicted={taxonomy.classes[j]}] "
+            f"is {float(array[i, j])}; every cell must be a finite number >= 0"
+        )
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class SeverityMatrix:
+    """A validated severity matrix bound to its taxonomy.
+
+    ``alpha``/``beta`` record the sliders it was built from; after a per-cell edit they are kept
+    for display, but ``values`` is the truth.
+    """
+
+    taxonomy: Taxonomy
+    values: np.ndarray
+    alpha: float | None = None
+    beta: float | None = None
+
+    def __post_init__(self) -> None:
+        array = validate_matrix(self.values, self.taxonomy)
+        array.setflags(write=False)
+        object.__setattr__(self, "values", array)
+
+    @classmethod
+    def from_penalties(
+        cls, taxonomy: Taxonomy, alpha: float = PROPOSED_ALPHA, beta: float = PROPOSED_BETA
+    ) -> SeverityMatrix:
+        return cls(taxonomy, severity_matrix(taxonomy, alpha, beta), float(alpha), float(beta))
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, SeverityMatrix)
+            and self.taxonomy == other.taxonomy
+            and np.array_equal(self.values, other.values)
+        )
+
+    def with_cell(self, true: str | int, predicted: str | int, value: float) -> SeverityMatrix:
+        """A copy with one cell changed, validated (class names or indices)."""
+        i = true if isinstance(true, int) else self.taxonomy.index(true)
+        j = predicted if isinstance(predicted, int) else self.taxonomy.index(predicted)
+        values = self.values.copy()
+        values[i, j] = value
+        return SeverityMatrix(self.taxonomy, values, self.alpha, self.beta)
+
+    def with_values(self, values) -> SeverityMatrix:
+        return SeverityMatrix(self.taxonomy, values, self.alpha, self.beta)
+
+    @property
+    def is_standard(self) -> bool:
+        """True when the values are exactly those the α/β sliders produce (no per-cell edits)."""
+        if self.alpha is None or self.beta is None:
+            return False
+        return np.array_equal(self.values, severity_matrix(self.taxonomy, self.alpha, self.beta))
+
+    def to_dict(self) -> dict:
+        return {
+            "taxonomy": self.taxonomy.to_dict(),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "classes": list(self.taxonomy.classes),
+            "values": self.values.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping, taxonomy: Taxonomy | None = None) -> SeverityMatrix:
+        """Read a matrix; with ``taxonomy`` given, the file's classes must match it (names, order)."""
+        if not isinstance(data, Mapping) or "values" not in data:
+            raise ValueError("a severity matrix JSON needs a 'values' K × K list (and 'taxonomy' or 'classes')")
+        stored = Taxonomy.from_dict(data["taxonomy"]) if "taxonomy" in data else None
+        if taxonomy is None:
+            if stored is None:
+                raise ValueError("this severity matrix JSON names no taxonomy; give one")
+            taxonomy = stored
+        file_classes = data.get("classes") or (list(stored.classes) if stored else None)
+        if file_classes is not None:
+            _check_same_classes(file_classes, taxonomy)
+        return cls(taxonomy, data["values"], data.get("alpha"), data.get("beta"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str, taxonomy: Taxonomy | None = None) -> SeverityMatrix:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"severity matrix JSON is not valid JSON: {exc}") from exc
+        return cls.from_dict(data, taxonomy)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path, taxonomy: Taxonomy | None = None) -> SeverityMatrix:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"severity matrix file {str(path)!r} does not exist")
+        return cls.from_json(path.read_text(), taxonomy)
+
+
+def _check_same_classes(names: Sequence[str], taxonomy: Taxonomy) -> None:
+    try:
+        indices = [taxonomy.index(n) for n in names]
+    except ValueError as exc:
+        raise ValueError(f"severity matrix does not fit the data's classes: {exc}") from exc
+    if indices != list(range(taxonomy.num_classes)):
+        raise ValueError(
+            f"severity matrix classes ({', '.join(map(str, names))}) do not match the data's classes "
+            f"({', '.join(taxonomy.classes)}) in number and order"
+        )
+
+
+def as_matrix(matrix, taxonomy: Taxonomy | None = None) -> np.ndarray:
+    """A float64 K × K array from a :class:`SeverityMatrix` or array-like, validated when a taxonomy is given."""
+    if isinstance(matrix, SeverityMatrix):
+        if taxonomy is not None and matrix.taxonomy.classes != taxonomy.classes:
+            _check_same_classes(matrix.taxonomy.classes, taxonomy)
+        return matrix.values
+    if taxonomy is not None:
+        return validate_matrix(matrix, taxonomy)
+    array = np.asarray(matrix, dtype=np.float64)
+    if array.ndim != 2 or array.shape[0] != array.shape[1]:
+        raise ValueError(f"severity matrix must be square K × K, got shape {array.shape}")
+    if not np.isfinite(array).all() or (array < 0).any():
+        i, j = map(int, np.argwhere(~np.isfinite(array) | (array < 0))[0])
+        raise ValueError(f"severity matrix cell [{i}, {j}] is {float(array[i, j])}; every cell must be finite and >= 0")
+    return array
+
+
+def cost_matrix(matrix) -> np.ndarray:
+    """Decision costs from a severity matrix: the same off the diagonal, 0 on it (a correct call is free)."""
+    costs = as_matrix(matrix).copy()
+    np.fill_diagonal(costs, 0.0)
+    return costs

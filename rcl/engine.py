@@ -1,0 +1,183 @@
+"""The training engine: data for a run, loaders, one epoch, and one inference pass.
+
+Nothing here writes files or decides anything after training: ``rcl.train`` drives these pieces
+and ``rcl.posthoc`` analyses what they produced. ``infer`` runs the model over a split once and
+returns both the logits and the penultimate features the unfamiliar-image detector needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from rcl import data as rdata
+from rcl.config import TrainConfig
+from rcl.losses import loss_spec, make_loss
+from rcl.severity import severity_matrix, validate_matrix
+from rcl.taxonomy import Taxonomy
+
+
+@dataclass
+class RunData:
+    """Decoded images and labels for each split, ready for loaders."""
+
+    taxonomy: Taxonomy
+    images: np.ndarray  # (N, S, S, 3) uint8, all readable samples
+    labels: np.ndarray  # (N,) int64
+    ids: np.ndarray  # (N,) str, sample ids (paths relative to the dataset root)
+    splits: dict[str, np.ndarray]  # indices into images for train/val/test
+    info: dict  # what config.json records about the dataset
+
+
+def load_run_data(config: TrainConfig) -> RunData:
+    """Dataset → readable samples → leakage-safe splits (the data issue's guarantees)."""
+    table = rdata.load_dataset(config.data, preset=config.preset, taxonomy=config.resolved_taxonomy(),
+                               malignant=config.malignant)
+    if config.limit is not None and config.limit < len(table.samples):
+        table = rdata.subsample(table, config.limit, seed=config.seed)
+    prepared = rdata.prepare(table, config.image_size)
+    table = replace(table, samples=prepared.samples)
+    splits = rdata.make_splits(table, config.val_fraction, config.test_fraction, seed=config.seed)
+    dropped = 0
+    if config.drop_duplicates:
+        splits, dropped = rdata.drop_cross_split_duplicates(table, splits)
+    samples = prepared.samples
+    info = {
+        "name": table.name,
+        "layout": table.layout,
+        "root": str(table.root),
+        "synthetic": table.synthetic,
+        "sizes": {s: int(len(idx)) for s, idx in splits.items()},
+        "train_class_counts": np.bincount(samples["label"].to_numpy()[splits["train"]],
+                                          minlength=table.taxonomy.num_classes).tolist(),
+        "skipped_files": [list(item) for item in (table.skipped + prepared.skipped)][:200],
+        "dropped_duplicates": int(dropped),
+        "warnings": table.warnings + prepared.warnings,
+    }
+    return RunData(
+        taxonomy=table.taxonomy,
+        images=prepared.images,
+        labels=samples["label"].to_numpy().astype(np.int64),
+        ids=samples["id"].to_numpy().astype(str),
+        splits=splits,
+        info=info,
+    )
+
+
+def build_matrix(config: TrainConfig, taxonomy: Taxonomy) -> np.ndarray:
+    """The run's severity matrix: the config's explicit one, else α/β over the data's taxonomy."""
+    if config.matrix is not None:
+        try:
+            return validate_matrix(config.matrix, taxonomy)
+        except ValueError as exc:
+            raise ValueError(f"the severity matrix does not fit the data's classes: {exc}") from exc
+    return severity_matrix(taxonomy, config.alpha, config.beta)
+
+
+def build_loss(config: TrainConfig, matrix: np.ndarray, class_counts) -> nn.Module:
+    """The config's loss, given what its registry entry says it takes."""
+    spec = loss_spec(config.loss)
+    params = dict(config.loss_params)
+    if spec.takes_matrix:
+        params.setdefault("matrix", matrix)
+    if spec.takes_class_counts:
+        params.setdefault("class_counts", class_counts)
+    return make_loss(spec.name, **params)
+
+
+class Precision:
+    """Mixed precision only where it helps and is safe: CUDA (bf16 if supported, else fp16 + scaler)."""
+
+    def __init__(self, device: torch.device, enabled: bool):
+        self.enabled = enabled and device.type == "cuda"
+        self.dtype = torch.bfloat16 if self.enabled and torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.enabled and self.dtype == torch.float16)
+        self.device_type = device.type
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+    @property
+    def name(self) -> str:
+        return str(self.dtype).removeprefix("torch.") if self.enabled else "float32"
+
+
+def make_loader(run_data: RunData, split: str, config: TrainConfig, device: torch.device,
+                generator: torch.Generator | None = None, training: bool | None = None) -> DataLoader:
+    """Shuffled and augmented for training (the train split by default), else in order, plain."""
+    index = run_data.splits[split]
+    training = split == "train" if training is None else training
+    dataset = rdata.ImageArrayDataset(run_data.images, run_data.labels, train=training, indices=index)
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size if training else config.batch_size * 2,
+        shuffle=training,
+        drop_last=training and len(index) > config.batch_size,
+        generator=generator,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.num_workers > 0,
+    )
+
+
+def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, device, precision: Precision,
+                    on_step: Callable[[int, float], None] | None = None, max_steps: int | None = None) -> float:
+    """One pass over ``loader``; returns the mean training loss. ``scheduler`` steps per batch."""
+    model.train()
+    total, count = 0.0, 0
+    channels_last = device.type == "cuda"
+    for step, (images, targets) in enumerate(loader):
+        if max_steps is not None and step >= max_steps:
+            break
+        images = images.to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = targets.to(device, non_blocking=True)
+        with precision.autocast():
+            loss = loss_fn(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        precision.scaler.scale(loss).backward()
+        precision.scaler.step(optimizer)
+        precision.scaler.update()
+        scheduler.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise RuntimeError(f"training diverged: the loss became {value} at step {step}; lower --lr")
+        total += value * len(targets)
+        count += len(targets)
+        if on_step is not None:
+            on_step(step, value)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def infer(model, loader, device, precision: Precision | None = None,
+          features: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """One pass over ``loader`` in order: float32 logits and (``features``) pooled penultimate
+    features, both as numpy. The backbone runs once per batch; only the small head runs twice."""
+    model.eval()
+    logits_out, features_out = [], []
+    for images, _ in loader:
+        images = images.to(device, non_blocking=True)
+        if device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with precision.autocast() if precision is not None else torch.autocast(device.type, enabled=False):
+            trunk = model.forward_features(images)
+            logits_out.append(model.forward_head(trunk).float().cpu())
+            if features:
+                features_out.append(model.forward_head(trunk, pre_logits=True).float().cpu())
+    if not logits_out:
+        return np.zeros((0, 0), np.float32), (np.zeros((0, 0), np.float32) if features else None)
+    logits = torch.cat(logits_out).numpy()
+    return logits, (torch.cat(features_out).numpy() if features else None)
+
+
+def predict_logits(model, loader, device, precision: Precision | None = None) -> np.ndarray:
+    """Logits for every sample of ``loader`` in order, as float32 numpy."""
+    return infer(model, loader, device, precision, features=False)[0]

@@ -1,0 +1,62 @@
+"""The loss registry: the only source of a loss's canonical name, its accepted spellings, whether
+it takes the severity matrix and whether it carries the severity costs.
+
+Plain data, no torch: the config, the CLI's option list and run listings ask it without loading
+the training stack. ``rcl.losses.make_loss`` builds the loss a spec names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What the rest of the package may ask about a loss (timm-style registry entry).
+
+    ``takes_matrix``: the factory needs the severity matrix; ``carries_costs``: training already
+    applies the severity costs, so a Bayes decision under the full matrix would apply them twice.
+    """
+
+    name: str
+    factory: str  # class name in rcl.losses (resolved there, so this module needs no torch)
+    aliases: tuple[str, ...] = ()
+    takes_matrix: bool = False
+    carries_costs: bool = False
+    takes_class_counts: bool = False
+
+
+_SPECS = (
+    LossSpec("ce", "CrossEntropy", aliases=("cross_entropy", "crossentropy")),
+    LossSpec("wce", "WeightedCrossEntropy", aliases=("weighted_ce", "weighted_cross_entropy"), takes_class_counts=True),
+    LossSpec("focal", "FocalLoss", aliases=("focal_loss",)),
+    LossSpec("label_smoothing", "LabelSmoothing", aliases=("labelsmoothing",)),
+    LossSpec("rcl", "RiskCalibratedLoss", aliases=("risk_calibrated", "risk_calibrated_loss"),
+             takes_matrix=True, carries_costs=True),
+    LossSpec("expected_risk", "ExpectedRiskLoss", aliases=("expectedrisk", "expected_risk_loss"),
+             takes_matrix=True, carries_costs=True),
+)
+LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in _SPECS}
+_SPELLINGS: dict[str, str] = {key: spec.name for spec in _SPECS for key in (spec.name, *spec.aliases)}
+
+
+def _key(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def loss_spec(name: str) -> LossSpec:
+    """The registry entry for any accepted spelling (``expected-risk``, ``Expected_Risk``, ``RCL``...)."""
+    if not isinstance(name, str) or _key(name) not in _SPELLINGS:
+        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(LOSSES)} "
+                         "(case, '-' and '_' do not matter)")
+    return LOSSES[_SPELLINGS[_key(name)]]
+
+
+def canonical_loss(name: str) -> str:
+    """The registry's own name for any accepted spelling; ``ValueError`` naming the choices otherwise."""
+    return loss_spec(name).name
+
+
+def carries_costs(name: str) -> bool:
+    """Whether training with this loss already applies the severity costs (any accepted spelling)."""
+    return loss_spec(name).carries_costs
