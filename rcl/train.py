@@ -36,6 +36,7 @@ from rcl import paths, posthoc
 from rcl.atomic import save_npz, write_json, write_text, write_with
 from rcl.calibration import softmax
 from rcl.config import TrainConfig
+from rcl.data.splits import SPLITS
 from rcl.engine import (
     Precision,
     build_loss,
@@ -46,7 +47,6 @@ from rcl.engine import (
     predict_logits,
     train_one_epoch,
 )
-from rcl.data.splits import SPLITS
 from rcl.errors import DataWarning, UserError
 from rcl.metrics import argmax_metrics
 from rcl.models import make_model, pick_device, read_checkpoint, read_state_dict
