@@ -27,7 +27,13 @@ import numpy as np
 
 from rcl import paths
 from rcl.config import TrainConfig
-from rcl.guarantee import apply_guarantee, calibrate, exact_interval, min_malignant_cases, rule_report
+from rcl.guarantee import (
+    apply_guarantee,
+    exact_interval,
+    fit_guarantee,
+    guarantee_report,
+    min_malignant_cases,
+)
 from rcl.runs import load_run
 from rcl.train import run_training
 
@@ -70,12 +76,12 @@ def resplit(probs, labels, taxonomy, mode, refer_above, target, n_cal, resplits,
         order = rng.permutation(labels.size)
         cal, rest = order[:n_cal], order[n_cal:]
         try:
-            rule = calibrate(probs[cal], labels[cal], taxonomy.is_critical, target, mode, DELTA, refer_above,
+            rule = fit_guarantee(probs[cal], labels[cal], taxonomy.is_critical, target, mode, DELTA, refer_above,
                              classes=taxonomy.classes)
         except ValueError:
             refused += 1
             continue
-        report = rule_report(rule, probs[rest], labels[rest], taxonomy, n_resamples=100)
+        report = guarantee_report(rule, probs[rest], labels[rest], taxonomy, n_resamples=100)
         rows.append((answered_cer(rule, probs, labels), report["cer"]["value"], report["f1_macro"]["value"],
                      report["false_alarm_rate"]["value"], report["referral_rate"]["value"],
                      rule.threshold if rule.refer_low is None else rule.refer_low))

@@ -25,6 +25,14 @@ from rcl.decision import (
     sweep,
     tune_decision_scale,
 )
+from rcl.guarantee import (
+    GuaranteedRule,
+    apply_guarantee,
+    fit_guarantee,
+    guarantee_for_run,
+    guarantee_report,
+    load_guarantee,
+)
 from rcl.metrics import Evaluation, evaluate, pareto_front
 from rcl.severity import SeverityMatrix, severity_matrix
 from rcl.taxonomy import PRESETS, Taxonomy, preset
@@ -46,10 +54,12 @@ def __getattr__(name: str):
 
 __all__ = [
     "Evaluation",
+    "GuaranteedRule",
     "PRESETS",
     "ReferralRule",
     "SeverityMatrix",
     "Taxonomy",
+    "apply_guarantee",
     "apply_referral",
     "apply_temperature",
     "bootstrap_ci",
@@ -57,9 +67,13 @@ __all__ = [
     "evaluate",
     "expected_calibration_error",
     "expected_costs",
+    "fit_guarantee",
     "fit_referral",
     "fit_temperature",
     "frontier",
+    "guarantee_for_run",
+    "guarantee_report",
+    "load_guarantee",
     "paired_difference",
     "pareto_front",
     "preset",

@@ -81,7 +81,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import beta, binom
 
 from rcl.metrics import as_labels
 from rcl.taxonomy import Taxonomy
@@ -128,6 +127,9 @@ def passes(misses, caught, target: float, mode: str, delta: float | None = None)
 
     Vectorised over arrays of counts; monotone: one more miss (same ``caught``) never helps.
     """
+    # scipy.stats is imported on use: it is slow to import, and `import rcl` imports this module.
+    from scipy.stats import binom
+
     k, h = np.asarray(misses, dtype=np.int64), np.asarray(caught, dtype=np.int64)
     if mode == "expected":
         return k + 1 <= target * (k + 1 + h) + _SLACK
@@ -144,6 +146,8 @@ def bound(misses: int, caught: int, target: float, mode: str, delta: float | Non
 
 def _upper(count: int, n: int, confidence: float) -> float:
     """One-sided Clopper–Pearson upper limit: the Beta(k + 1, n − k) quantile (1 when k = n)."""
+    from scipy.stats import beta
+
     return 1.0 if count >= n else float(beta.ppf(confidence, count + 1, n - count))
 
 
@@ -169,6 +173,8 @@ def exact_interval(count: int, n: int, confidence: float = 0.95) -> tuple[float 
     """Two-sided Clopper–Pearson interval of a proportion ``count / n`` (None, None when n = 0)."""
     if n == 0:
         return None, None
+    from scipy.stats import beta
+
     tail = (1 - confidence) / 2
     low = 0.0 if count == 0 else float(beta.ppf(tail, count, n - count + 1))
     return low, _upper(count, n, 1 - tail)
@@ -253,7 +259,7 @@ def _refuse(n_have: int, target: float, mode: str, delta: float | None, where: s
     )
 
 
-def calibrate(
+def fit_guarantee(
     probs,
     labels,
     critical,
@@ -327,7 +333,7 @@ def apply_guarantee(rule: GuaranteedRule, probs) -> tuple[np.ndarray, np.ndarray
     return decisions, referred
 
 
-def rule_report(rule: GuaranteedRule, probs, labels, taxonomy: Taxonomy, n_resamples: int = 1000, seed: int = 0) -> dict:
+def guarantee_report(rule: GuaranteedRule, probs, labels, taxonomy: Taxonomy, n_resamples: int = 1000, seed: int = 0) -> dict:
     """What the rule costs on a split: CER = answered malignant cases called benign ("k of n"), the
     false-alarm rate among all benign cases and the referral rate among all cases (95% exact
     binomial intervals: a bootstrap interval collapses to a point at zero misses), and F1-macro of
@@ -370,11 +376,11 @@ def rule_report(rule: GuaranteedRule, probs, labels, taxonomy: Taxonomy, n_resam
 SPLITS = ("val", "test")
 
 
-def guarantee_run(run, target: float, mode: str = "high-probability", delta: float | None = 0.1,
+def guarantee_for_run(run, target: float, mode: str = "high-probability", delta: float | None = 0.1,
                   refer_above: float | None = None, calibration: str = "val") -> tuple[GuaranteedRule, dict]:
     """Calibrate on one split of a finished run (:class:`rcl.runs.Run`) and price it on the other.
 
-    Returns the rule and :func:`rule_report` on the reporting split (``"split"`` key added); the
+    Returns the rule and :func:`guarantee_report` on the reporting split (``"split"`` key added); the
     split that calibrates never reports.
     """
     if calibration not in SPLITS:
@@ -382,14 +388,14 @@ def guarantee_run(run, target: float, mode: str = "high-probability", delta: flo
     report_split = SPLITS[1 - SPLITS.index(calibration)]
     taxonomy = run.taxonomy
     cal = run.predictions(calibration)
-    rule = calibrate(cal["probs"], cal["labels"], taxonomy.is_critical, target, mode, delta, refer_above,
+    rule = fit_guarantee(cal["probs"], cal["labels"], taxonomy.is_critical, target, mode, delta, refer_above,
                      classes=taxonomy.classes, calibration_split=calibration)
     held_out = run.predictions(report_split)
-    return rule, {"split": report_split, **rule_report(rule, held_out["probs"], held_out["labels"], taxonomy)}
+    return rule, {"split": report_split, **guarantee_report(rule, held_out["probs"], held_out["labels"], taxonomy)}
 
 
 # --- storage in a run folder ---------------------------------------------------------------------
-def save_rule(rule: GuaranteedRule, run_dir: str | Path, extra: Mapping | None = None) -> Path:
+def save_guarantee(rule: GuaranteedRule, run_dir: str | Path, extra: Mapping | None = None) -> Path:
     """Write ``guarantee.json`` into a run folder atomically (a reader sees the old or the new file)."""
     path = Path(run_dir) / GUARANTEE_FILE
     tmp = path.with_suffix(".json.tmp")
@@ -398,7 +404,7 @@ def save_rule(rule: GuaranteedRule, run_dir: str | Path, extra: Mapping | None =
     return path
 
 
-def load_rule(run_dir: str | Path) -> GuaranteedRule | None:
+def load_guarantee(run_dir: str | Path) -> GuaranteedRule | None:
     """The run folder's guaranteed rule, or None when ``rcl guarantee`` has not been run on it."""
     path = Path(run_dir) / GUARANTEE_FILE
     if not path.is_file():

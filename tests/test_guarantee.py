@@ -15,11 +15,11 @@ from rcl.cli import main
 from rcl.guarantee import (
     GuaranteedRule,
     apply_guarantee,
-    calibrate,
-    load_rule,
+    fit_guarantee,
+    guarantee_report,
+    load_guarantee,
     min_malignant_cases,
-    rule_report,
-    save_rule,
+    save_guarantee,
 )
 from rcl.taxonomy import Taxonomy
 
@@ -36,7 +36,7 @@ def malignant_only(p):
 def test_expected_mode_hand_computed():
     # n = 19, target 0.1: (k + 1) / 20 <= 0.1 allows k = 1 miss, so the threshold is the 2nd smallest p.
     probs, labels = malignant_only(np.arange(1, 20) / 100)
-    rule = calibrate(probs, labels, CRITICAL, 0.1, "expected")
+    rule = fit_guarantee(probs, labels, CRITICAL, 0.1, "expected")
     assert rule.threshold == pytest.approx(0.02)
     assert rule.misses_calibration == 1
     assert rule.bound == pytest.approx(2 / 20)
@@ -46,13 +46,13 @@ def test_expected_mode_hand_computed():
 def test_high_probability_mode_hand_computed():
     # n = 22, target 0.1: P(Bin(22, 0.1) = 0) = 0.9^22 = 0.0985 <= 0.1 but P(<= 1) = 0.339: zero misses.
     probs, labels = malignant_only(np.arange(1, 23) / 100)
-    rule = calibrate(probs, labels, CRITICAL, 0.1, "high-probability", delta=0.1)
+    rule = fit_guarantee(probs, labels, CRITICAL, 0.1, "high-probability", delta=0.1)
     assert rule.threshold == pytest.approx(0.01) and rule.misses_calibration == 0
     assert rule.bound == pytest.approx(1 - 0.1 ** (1 / 22))  # Clopper–Pearson with no miss
     # n = 38: P(Bin(38, 0.1) <= 1) = 0.9^38 + 38·0.1·0.9^37 = 0.095 <= 0.1, P(<= 2) = 0.25: one miss.
     assert 0.9**38 + 38 * 0.1 * 0.9**37 < 0.1
     probs, labels = malignant_only(np.arange(1, 39) / 100)
-    rule = calibrate(probs, labels, CRITICAL, 0.1, "high-probability", delta=0.1)
+    rule = fit_guarantee(probs, labels, CRITICAL, 0.1, "high-probability", delta=0.1)
     assert rule.threshold == pytest.approx(0.02) and rule.misses_calibration == 1
     assert rule.bound <= 0.1
 
@@ -60,7 +60,7 @@ def test_high_probability_mode_hand_computed():
 def test_benign_cases_do_not_move_the_threshold():
     probs, labels = malignant_only(np.arange(1, 39) / 100)
     benign = np.c_[np.full(10, 0.99), np.full(10, 0.01)]
-    rule = calibrate(np.r_[probs, benign], np.r_[labels, np.zeros(10, np.int64)], CRITICAL, 0.1, delta=0.1)
+    rule = fit_guarantee(np.r_[probs, benign], np.r_[labels, np.zeros(10, np.int64)], CRITICAL, 0.1, delta=0.1)
     assert rule.threshold == pytest.approx(0.02) and rule.n_malignant == 38 and rule.n_calibration == 48
 
 
@@ -71,7 +71,7 @@ def test_three_way_rule_hand_computed():
     benign = np.c_[[0.8, 0.7, 0.98, 0.6], [0.2, 0.3, 0.02, 0.4]]  # p = 0.2, 0.3, 0.02, 0.4
     probs = np.r_[malignant_only(p)[0], benign]
     labels = np.r_[np.ones(40, np.int64), np.zeros(4, np.int64)]
-    rule = calibrate(probs, labels, CRITICAL, 0.1, "expected", refer_above=0.5)
+    rule = fit_guarantee(probs, labels, CRITICAL, 0.1, "expected", refer_above=0.5)
     assert rule.refer_low == pytest.approx(0.03) and rule.threshold == 0.5
     assert rule.misses_calibration == 2 and rule.bound == pytest.approx(3 / 33)
     # referred: malignant 0.03..0.10 (8) and benign 0.2, 0.3, 0.4 (3) of 44 cases
@@ -88,10 +88,10 @@ def test_refuses_when_too_few_malignant_cases_and_says_how_many():
     assert min_malignant_cases(0.05, "expected") == 19  # 1/(n+1) <= 0.05
     probs, labels = malignant_only(np.arange(1, 22) / 100)
     with pytest.raises(ValueError, match="has 21 malignant cases.*at least 22"):
-        calibrate(probs, labels, CRITICAL, 0.1, "high-probability", delta=0.1)
+        fit_guarantee(probs, labels, CRITICAL, 0.1, "high-probability", delta=0.1)
     probs, labels = malignant_only(np.arange(1, 19) / 100)
     with pytest.raises(ValueError, match="has 18 malignant cases.*at least 19"):
-        calibrate(probs, labels, CRITICAL, 0.05, "expected")
+        fit_guarantee(probs, labels, CRITICAL, 0.05, "expected")
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_refuses_when_too_few_malignant_cases_and_says_how_many():
 def test_bad_arguments_are_named(kwargs, message):
     probs, labels = malignant_only(np.linspace(0.01, 0.99, 60))
     with pytest.raises(ValueError, match=message):
-        calibrate(probs, labels, CRITICAL, **kwargs)
+        fit_guarantee(probs, labels, CRITICAL, **kwargs)
 
 
 # --- monotonicity ----------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_bad_arguments_are_named(kwargs, message):
 def test_looser_target_never_lowers_the_threshold(p, targets, mode):
     probs, labels = malignant_only(p)
     low, high = sorted(targets)
-    strict, loose = (calibrate(probs, labels, CRITICAL, t, mode, delta=0.1) for t in (low, high))
+    strict, loose = (fit_guarantee(probs, labels, CRITICAL, t, mode, delta=0.1) for t in (low, high))
     assert loose.threshold >= strict.threshold
     for rule in (strict, loose):
         assert rule.bound <= rule.target + 1e-12
@@ -124,7 +124,7 @@ def test_looser_target_never_lowers_the_threshold(p, targets, mode):
         assert int((decisions == 0).sum()) == rule.misses_calibration
     # more confidence (smaller δ) never raises the threshold
     if mode == "high-probability":
-        assert calibrate(probs, labels, CRITICAL, high, mode, delta=0.01).threshold <= loose.threshold
+        assert fit_guarantee(probs, labels, CRITICAL, high, mode, delta=0.01).threshold <= loose.threshold
 
 
 # --- the guarantee against the population --------------------------------------------------------
@@ -155,7 +155,7 @@ VIOLATION_LIMIT = binom.ppf(0.999, DRAWS, DELTA) / DRAWS
 @pytest.mark.parametrize("refer_above", [None, 0.5])
 def test_high_probability_guarantee_holds_against_the_population(refer_above):
     rng = np.random.default_rng(0)
-    risks = np.array([population_cer(calibrate(*draw(rng, N_CAL), CRITICAL, 0.1, delta=DELTA,
+    risks = np.array([population_cer(fit_guarantee(*draw(rng, N_CAL), CRITICAL, 0.1, delta=DELTA,
                                                refer_above=refer_above)) for _ in range(DRAWS)])
     violations = (risks > 0.1).mean()
     assert violations <= VIOLATION_LIMIT
@@ -180,7 +180,7 @@ def exact_violation_probability(target):
 @pytest.mark.parametrize("refer_above", [None, 0.5])
 def test_expected_guarantee_holds_against_the_population(refer_above):
     rng = np.random.default_rng(1)
-    risks = np.array([population_cer(calibrate(*draw(rng, N_CAL), CRITICAL, 0.1, "expected",
+    risks = np.array([population_cer(fit_guarantee(*draw(rng, N_CAL), CRITICAL, 0.1, "expected",
                                                refer_above=refer_above)) for _ in range(DRAWS)])
     # mean risk <= target up to 3 standard errors of the mean over the draws
     assert risks.mean() <= 0.1 + 3 * risks.std(ddof=1) / math.sqrt(DRAWS)
@@ -191,11 +191,11 @@ def test_expected_guarantee_holds_against_the_population(refer_above):
 # --- storage and report ----------------------------------------------------------------------------
 def test_rule_round_trips_through_the_run_folder(tmp_path):
     probs, labels = malignant_only(np.linspace(0.01, 0.99, 60))
-    rule = calibrate(probs, labels, CRITICAL, 0.1, refer_above=0.5, classes=("benign", "malignant"))
+    rule = fit_guarantee(probs, labels, CRITICAL, 0.1, refer_above=0.5, classes=("benign", "malignant"))
     assert GuaranteedRule.from_dict(json.loads(json.dumps(rule.to_dict()))) == rule
-    assert load_rule(tmp_path) is None
-    save_rule(rule, tmp_path)
-    assert load_rule(tmp_path) == rule
+    assert load_guarantee(tmp_path) is None
+    save_guarantee(rule, tmp_path)
+    assert load_guarantee(tmp_path) == rule
 
 
 def test_report_counts_misses_false_alarms_and_referrals():
@@ -205,7 +205,7 @@ def test_report_counts_misses_false_alarms_and_referrals():
                           critical=taxonomy.is_critical, refer_low=0.3)
     p = np.array([0.1, 0.4, 0.6, 0.9, 0.2, 0.35, 0.7, 0.05])
     labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
-    report = rule_report(rule, np.c_[1 - p, p], labels, taxonomy, n_resamples=200)
+    report = guarantee_report(rule, np.c_[1 - p, p], labels, taxonomy, n_resamples=200)
     assert report["misses"] == 1 and report["n_answered_malignant"] == 3  # 0.1 missed, 0.4 referred
     assert report["cer"]["value"] == pytest.approx(1 / 3)
     assert report["false_alarm_rate"]["count"] == 1 and report["false_alarm_rate"]["n"] == 4  # 0.7

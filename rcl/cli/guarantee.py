@@ -41,13 +41,13 @@ def _ci(entry: dict, percent: bool = True) -> str:
 @command("guarantee", "choose a malignancy threshold with a guaranteed miss rate (conformal risk control)",
          add_guarantee)
 def cmd_guarantee(args: argparse.Namespace) -> int:
-    from rcl.guarantee import guarantee_run, save_rule
+    from rcl.guarantee import guarantee_for_run, save_guarantee
     from rcl.runs import load_run
 
     run = load_run(args.run_dir)
-    rule, report = guarantee_run(run, args.max_cer, args.mode, args.delta,
+    rule, report = guarantee_for_run(run, args.max_cer, args.mode, args.delta,
                                  args.refer_above if args.refer else None, args.calibration)
-    path = save_rule(rule, run.path, {"report": report})
+    path = save_guarantee(rule, run.path, {"report": report})
     if args.json:
         print_json({**rule.to_dict(), "report": report, "saved": str(path)})
         return 0
