@@ -27,13 +27,8 @@ import numpy as np
 
 from rcl import paths
 from rcl.config import TrainConfig
-from rcl.guarantee import (
-    apply_guarantee,
-    exact_interval,
-    fit_guarantee,
-    guarantee_report,
-    min_malignant_cases,
-)
+from rcl.guarantee import exact_interval, min_malignant_cases
+from rcl.guarantee_report import resplit_check
 from rcl.runs import load_run
 from rcl.train import run_training
 
@@ -62,34 +57,15 @@ def pool_of(run) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([val["probs"], test["probs"]]), np.concatenate([val["labels"], test["labels"]])
 
 
-def answered_cer(rule, probs, labels) -> float:
-    decisions, referred = apply_guarantee(rule, probs)
-    critical = np.asarray(rule.critical)
-    sick = critical[labels] & ~referred
-    return float((sick & ~critical[decisions]).sum() / sick.sum())
-
-
-def resplit(probs, labels, taxonomy, mode, refer_above, target, n_cal, resplits, seed) -> dict:
-    rng = np.random.default_rng(seed)
-    rows, refused = [], 0
-    for _ in range(resplits):
-        order = rng.permutation(labels.size)
-        cal, rest = order[:n_cal], order[n_cal:]
-        try:
-            rule = fit_guarantee(probs[cal], labels[cal], taxonomy.is_critical, target, mode, DELTA, refer_above,
-                             classes=taxonomy.classes)
-        except ValueError:
-            refused += 1
-            continue
-        report = guarantee_report(rule, probs[rest], labels[rest], taxonomy, n_resamples=100)
-        rows.append((answered_cer(rule, probs, labels), report["cer"]["value"], report["f1_macro"]["value"],
-                     report["false_alarm_rate"]["value"], report["referral_rate"]["value"],
-                     rule.threshold if rule.refer_low is None else rule.refer_low))
-    pool, rest_cer, f1, false_alarm, referral, threshold = np.array(rows, dtype=np.float64).reshape(-1, 6).T
+def resplit(probs, labels, taxonomy, mode, refer_above, target, n_cal, resplits) -> dict:
+    check = resplit_check(probs, labels, taxonomy, target, mode, DELTA, refer_above, n_cal, resplits, seed=0)
+    done = check["splits"] > 0
     return {"mode": mode, "rule": "two-way" if refer_above is None else f"refer below {refer_above:g}",
-            "target": target, "splits": len(rows), "refused": refused, "pool_cer": pool, "rest_cer": rest_cer,
-            "f1": np.mean(f1) if rows else None, "false_alarm": np.mean(false_alarm) if rows else None,
-            "referral": np.mean(referral) if rows else None, "threshold": float(np.median(threshold)) if rows else None}
+            "target": target, **check,
+            "f1": np.nanmean(check["f1_macro"]) if done else None,
+            "false_alarm": np.nanmean(check["false_alarm_rate"]) if done else None,
+            "referral": np.nanmean(check["referral_rate"]) if done else None,
+            "threshold": float(np.median(check["threshold"])) if done else None}
 
 
 def table(results: list[dict]) -> str:
@@ -144,7 +120,7 @@ def main() -> None:
     taxonomy = run.taxonomy
     probs, labels = pool_of(run)
     n_malignant = int(np.asarray(taxonomy.is_critical)[labels].sum())
-    results = [resplit(probs, labels, taxonomy, mode, refer_above, target, args.n_cal, args.resplits, seed=0)
+    results = [resplit(probs, labels, taxonomy, mode, refer_above, target, args.n_cal, args.resplits)
                for target in TARGETS for mode, refer_above in RULES]
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(results, RESULTS / "guarantee.png")

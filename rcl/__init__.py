@@ -25,14 +25,8 @@ from rcl.decision import (
     sweep,
     tune_decision_scale,
 )
-from rcl.guarantee import (
-    GuaranteedRule,
-    apply_guarantee,
-    fit_guarantee,
-    guarantee_for_run,
-    guarantee_report,
-    load_guarantee,
-)
+from rcl.guarantee import GuaranteedRule, apply_guarantee, fit_guarantee, load_guarantee
+from rcl.guarantee_report import guarantee_for_run, guarantee_report, resplit_check
 from rcl.metrics import Evaluation, evaluate, pareto_front
 from rcl.severity import SeverityMatrix, severity_matrix
 from rcl.taxonomy import PRESETS, Taxonomy, preset
@@ -79,6 +73,7 @@ __all__ = [
     "preset",
     "redecide",
     "referral_report",
+    "resplit_check",
     "reliability_diagram",
     "scaled_matrix",
     "severity_matrix",

@@ -82,10 +82,6 @@ from pathlib import Path
 
 import numpy as np
 
-from rcl.metrics import as_labels
-from rcl.taxonomy import Taxonomy
-from rcl.uncertainty import bootstrap_ci
-
 MODES = ("expected", "high-probability")
 GUARANTEE_FILE = "guarantee.json"
 DEFAULT_REFER_ABOVE = 0.5
@@ -331,67 +327,6 @@ def apply_guarantee(rule: GuaranteedRule, probs) -> tuple[np.ndarray, np.ndarray
     decisions = np.where(p >= rule.threshold, best_malignant, best_benign)
     referred = np.zeros(p.size, dtype=bool) if rule.refer_low is None else (p >= rule.refer_low) & (p < rule.threshold)
     return decisions, referred
-
-
-def guarantee_report(rule: GuaranteedRule, probs, labels, taxonomy: Taxonomy, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """What the rule costs on a split: CER = answered malignant cases called benign ("k of n"), the
-    false-alarm rate among all benign cases and the referral rate among all cases (95% exact
-    binomial intervals: a bootstrap interval collapses to a point at zero misses), and F1-macro of
-    the answered cases (95% bootstrap interval)."""
-    if taxonomy.classes != rule.classes or taxonomy.is_critical != rule.critical:
-        raise ValueError("the guaranteed rule was calibrated for other classes or another malignant set")
-    decisions, referred = apply_guarantee(rule, probs)
-    labels = as_labels(labels, taxonomy)
-    if labels.size != decisions.size:
-        raise ValueError(f"labels has {labels.size} entries but probs has {decisions.size} rows")
-    critical = np.asarray(rule.critical)
-    sick, called = critical[labels], critical[decisions]
-    answered = ~referred
-    misses = int((sick & ~called & answered).sum())
-    n_answered_malignant = int((sick & answered).sum())
-    false_alarms, n_benign = int((~sick & called & answered).sum()), int((~sick).sum())
-    ci = (bootstrap_ci(labels[answered], decisions[answered], taxonomy, n_resamples, seed=seed)
-          if answered.any() else None)
-
-    f1 = ({"value": None, "low": None, "high": None} if ci is None
-          else {k: ci["f1_macro"][k] for k in ("value", "low", "high")})
-
-    def rate(count: int, n: int) -> dict:
-        low, high = exact_interval(count, n)
-        return {"value": count / n if n else None, "low": low, "high": high, "count": count, "n": n}
-
-    return {
-        "n": int(labels.size),
-        "n_malignant": int(sick.sum()),
-        "misses": misses,
-        "n_answered_malignant": n_answered_malignant,
-        "cer": rate(misses, n_answered_malignant),
-        "f1_macro": f1,
-        "false_alarm_rate": rate(false_alarms, n_benign),
-        "referral_rate": rate(int(referred.sum()), int(labels.size)),
-        "malignant_referred": int((sick & referred).sum()),
-    }
-
-
-SPLITS = ("val", "test")
-
-
-def guarantee_for_run(run, target: float, mode: str = "high-probability", delta: float | None = 0.1,
-                  refer_above: float | None = None, calibration: str = "val") -> tuple[GuaranteedRule, dict]:
-    """Calibrate on one split of a finished run (:class:`rcl.runs.Run`) and price it on the other.
-
-    Returns the rule and :func:`guarantee_report` on the reporting split (``"split"`` key added); the
-    split that calibrates never reports.
-    """
-    if calibration not in SPLITS:
-        raise ValueError(f"calibration must be one of {', '.join(SPLITS)}, got {calibration!r}")
-    report_split = SPLITS[1 - SPLITS.index(calibration)]
-    taxonomy = run.taxonomy
-    cal = run.predictions(calibration)
-    rule = fit_guarantee(cal["probs"], cal["labels"], taxonomy.is_critical, target, mode, delta, refer_above,
-                     classes=taxonomy.classes, calibration_split=calibration)
-    held_out = run.predictions(report_split)
-    return rule, {"split": report_split, **guarantee_report(rule, held_out["probs"], held_out["labels"], taxonomy)}
 
 
 # --- storage in a run folder ---------------------------------------------------------------------

@@ -16,11 +16,11 @@ from rcl.guarantee import (
     GuaranteedRule,
     apply_guarantee,
     fit_guarantee,
-    guarantee_report,
     load_guarantee,
     min_malignant_cases,
     save_guarantee,
 )
+from rcl.guarantee_report import guarantee_report, resplit_check
 from rcl.taxonomy import Taxonomy
 
 CRITICAL = (False, True)
@@ -186,6 +186,18 @@ def test_expected_guarantee_holds_against_the_population(refer_above):
     assert risks.mean() <= 0.1 + 3 * risks.std(ddof=1) / math.sqrt(DRAWS)
     # conformal risk control is tight: the mean is within ~2/(n+1) of the target (n ≈ 60 malignant)
     assert risks.mean() >= 0.1 - 0.04
+
+
+def test_resplit_check_on_a_pool_from_the_generator():
+    taxonomy = Taxonomy.from_malignant(["nevus", "mel"], ["mel"])
+    probs, labels = draw(np.random.default_rng(2), 3000)
+    check = resplit_check(probs, labels, taxonomy, 0.1, "expected", n_calibration=300, resplits=100, seed=0)
+    assert check["splits"] + check["refused"] == 100 and check["pool_cer"].size == check["splits"]
+    # the pool stands in for the population: its mean CER obeys the expected-risk guarantee
+    assert check["pool_cer"].mean() <= 0.1 + 3 * check["pool_cer"].std(ddof=1) / math.sqrt(check["splits"])
+    assert (check["false_alarm_rate"] > 0).all() and (check["referral_rate"] == 0).all()
+    with pytest.raises(ValueError, match="n_calibration"):
+        resplit_check(probs, labels, taxonomy, 0.1, n_calibration=3000)
 
 
 # --- storage and report ----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from rcl.cli import command, fmt, print_json
 
 
 def add_guarantee(p: argparse.ArgumentParser) -> None:
-    from rcl.guarantee import DEFAULT_REFER_ABOVE, MODES, SPLITS
+    from rcl.guarantee import DEFAULT_REFER_ABOVE, MODES
+    from rcl.guarantee_report import SPLITS
 
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--max-cer", type=float, required=True,
@@ -41,7 +42,8 @@ def _ci(entry: dict, percent: bool = True) -> str:
 @command("guarantee", "choose a malignancy threshold with a guaranteed miss rate (conformal risk control)",
          add_guarantee)
 def cmd_guarantee(args: argparse.Namespace) -> int:
-    from rcl.guarantee import guarantee_for_run, save_guarantee
+    from rcl.guarantee import save_guarantee
+    from rcl.guarantee_report import guarantee_for_run
     from rcl.runs import load_run
 
     run = load_run(args.run_dir)
