@@ -28,7 +28,7 @@ import numpy as np
 from rcl import paths
 from rcl.config import TrainConfig
 from rcl.guarantee import exact_interval, min_malignant_cases
-from rcl.guarantee_report import resplit_check
+from rcl.guarantee_report import guarantee_pool, resplit_check
 from rcl.runs import load_run
 from rcl.train import run_training
 
@@ -49,12 +49,6 @@ def train(data: Path, runs: Path, epochs: int) -> Path:
     if not (out / "metrics.json").is_file():
         run_training(config, out)
     return out
-
-
-def pool_of(run) -> tuple[np.ndarray, np.ndarray]:
-    """All non-training images: validation then test softmax probabilities and labels."""
-    val, test = run.predictions("val"), run.predictions("test")
-    return np.concatenate([val["probs"], test["probs"]]), np.concatenate([val["labels"], test["labels"]])
 
 
 def resplit(probs, labels, taxonomy, mode, refer_above, target, n_cal, resplits) -> dict:
@@ -118,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     run = load_run(train(args.data, args.runs or paths.home() / "bench-guarantee", args.epochs))
     taxonomy = run.taxonomy
-    probs, labels = pool_of(run)
+    probs, labels = guarantee_pool(run)
     n_malignant = int(np.asarray(taxonomy.is_critical)[labels].sum())
     results = [resplit(probs, labels, taxonomy, mode, refer_above, target, args.n_cal, args.resplits)
                for target in TARGETS for mode, refer_above in RULES]

@@ -25,8 +25,16 @@ from rcl.decision import (
     sweep,
     tune_decision_scale,
 )
-from rcl.guarantee import GuaranteedRule, apply_guarantee, fit_guarantee, load_guarantee
-from rcl.guarantee_report import guarantee_for_run, guarantee_report, resplit_check
+from rcl.guarantee import (
+    DEFAULT_REFER_ABOVE,
+    GUARANTEE_MODES,
+    GuaranteedRule,
+    apply_guarantee,
+    fit_guarantee,
+    load_guarantee,
+    save_guarantee,
+)
+from rcl.guarantee_report import guarantee_for_run, guarantee_pool, guarantee_report, resplit_check
 from rcl.metrics import Evaluation, evaluate, pareto_front
 from rcl.severity import SeverityMatrix, severity_matrix
 from rcl.taxonomy import PRESETS, Taxonomy, preset
@@ -47,6 +55,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DEFAULT_REFER_ABOVE",
+    "GUARANTEE_MODES",
     "Evaluation",
     "GuaranteedRule",
     "PRESETS",
@@ -66,6 +76,7 @@ __all__ = [
     "fit_temperature",
     "frontier",
     "guarantee_for_run",
+    "guarantee_pool",
     "guarantee_report",
     "load_guarantee",
     "paired_difference",
@@ -75,6 +86,7 @@ __all__ = [
     "referral_report",
     "resplit_check",
     "reliability_diagram",
+    "save_guarantee",
     "scaled_matrix",
     "severity_matrix",
     "sweep",

@@ -82,7 +82,7 @@ from pathlib import Path
 
 import numpy as np
 
-MODES = ("expected", "high-probability")
+GUARANTEE_MODES = ("expected", "high-probability")
 GUARANTEE_FILE = "guarantee.json"
 DEFAULT_REFER_ABOVE = 0.5
 PROBABILITIES = "softmax"  # the kind of probabilities a rule is calibrated on (see the docstring)
@@ -99,8 +99,8 @@ def _check_rate(value, name: str) -> float:
 
 
 def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in GUARANTEE_MODES:
+        raise ValueError(f"mode must be one of {', '.join(GUARANTEE_MODES)}, got {mode!r}")
     return mode
 
 

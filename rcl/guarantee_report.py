@@ -82,6 +82,12 @@ def guarantee_for_run(run, target: float, mode: str = "high-probability", delta:
     return rule, {"split": report_split, **guarantee_report(rule, held_out["probs"], held_out["labels"], taxonomy)}
 
 
+def guarantee_pool(run) -> tuple[np.ndarray, np.ndarray]:
+    """A finished run's non-training cases: validation then test softmax probabilities and labels."""
+    val, test = run.predictions("val"), run.predictions("test")
+    return np.concatenate([val["probs"], test["probs"]]), np.concatenate([val["labels"], test["labels"]])
+
+
 def answered_cer(rule: GuaranteedRule, probs, labels) -> float | None:
     """Share of the answered (not referred) malignant cases the rule calls benign (None: none answered)."""
     decisions, referred = apply_guarantee(rule, probs)

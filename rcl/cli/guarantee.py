@@ -8,7 +8,7 @@ from rcl.cli import command, fmt, print_json
 
 
 def add_guarantee(p: argparse.ArgumentParser) -> None:
-    from rcl.guarantee import DEFAULT_REFER_ABOVE, MODES
+    from rcl.guarantee import DEFAULT_REFER_ABOVE, GUARANTEE_MODES
     from rcl.guarantee_report import SPLITS
 
     p.add_argument("run_dir", metavar="RUN_DIR")
@@ -16,7 +16,7 @@ def add_guarantee(p: argparse.ArgumentParser) -> None:
                    help="the miss rate to guarantee: share of malignant cases called benign, e.g. 0.05")
     p.add_argument("--delta", type=float, default=0.1,
                    help="high-probability mode: the guarantee may fail with at most this probability (default 0.1)")
-    p.add_argument("--mode", choices=MODES, default="high-probability",
+    p.add_argument("--mode", choices=GUARANTEE_MODES, default="high-probability",
                    help="expected: E[CER] <= target (conformal risk control); high-probability: "
                         "P(CER <= target) >= 1 - delta (Learn-then-Test, exact binomial); default high-probability")
     p.add_argument("--refer", action="store_true",
