@@ -105,8 +105,8 @@ def shifted_section(run, shifted: Path) -> str:
             f"this HAM10000 model: the unfamiliar-image flag ({ood['method']} distance beyond the 95th "
             f"percentile of validation) fires on {ood['flagged_share']:.1%} of them ({ood['flagged']} of "
             f"{ood['n']}; about {ood['expected_share_in_distribution']:.0%} expected on in-distribution images). "
-            "A flagged image is referred, never decided under the guaranteed rule; an unflagged out-of-"
-            "distribution image would get a decision with no guarantee behind it.")
+            "The flag voids the guarantee for that image (triage answers \"unfamiliar image: refer\"); an "
+            "out-of-distribution image the flag missed would get a decision with no guarantee behind it.")
 
 
 def plot(results: list[dict], path: Path) -> None:
