@@ -82,6 +82,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rcl.calibration import check_probs
+
 GUARANTEE_MODES = ("expected", "high-probability")
 GUARANTEE_FILE = "guarantee.json"
 DEFAULT_REFER_ABOVE = 0.5
@@ -106,12 +108,8 @@ def _check_mode(mode: str) -> str:
 
 def malignant_probability(probs, critical) -> np.ndarray:
     """P(malignant superclass) per case: the sum of the critical classes' probabilities."""
-    probs = np.asarray(probs, dtype=np.float64)
     critical = np.asarray(critical, dtype=bool)
-    if probs.ndim != 2 or probs.shape[1] != critical.size:
-        raise ValueError(f"probs must be (N, {critical.size}) for {critical.size} classes, got shape {probs.shape}")
-    if not np.isfinite(probs).all() or (probs < 0).any():
-        raise ValueError("probs must be finite and >= 0")
+    probs = check_probs(probs, critical.size)
     if not critical.any() or critical.all():
         raise ValueError("critical must mark at least one malignant and one benign class")
     return probs[:, critical].sum(axis=1)
@@ -320,8 +318,8 @@ def apply_guarantee(rule: GuaranteedRule, probs) -> tuple[np.ndarray, np.ndarray
     most probable benign class (filled for referred cases too); ``referred``: True in the band.
     """
     critical = np.asarray(rule.critical, dtype=bool)
-    p = malignant_probability(probs, critical)
-    probs = np.asarray(probs, dtype=np.float64)
+    probs = check_probs(probs, critical.size)
+    p = probs[:, critical].sum(axis=1)
     best_malignant = np.where(critical, probs, -np.inf).argmax(axis=1)
     best_benign = np.where(~critical, probs, -np.inf).argmax(axis=1)
     decisions = np.where(p >= rule.threshold, best_malignant, best_benign)
