@@ -17,6 +17,16 @@ from rcl.decision import decide, expected_costs, frontier, redecide, sweep
 from rcl.decision_scale import scaled_matrix, tune_decision_scale
 from rcl.errors import debug_enabled, user_message
 from rcl.errors import explain as explain_error
+from rcl.posthoc.guarantee import (
+    DEFAULT_REFER_ABOVE,
+    GUARANTEE_MODES,
+    GuaranteedRule,
+    apply_guarantee,
+    fit_guarantee,
+    load_guarantee,
+    save_guarantee,
+)
+from rcl.posthoc.guarantee_report import guarantee_for_run, guarantee_pool, guarantee_report, resplit_check
 from rcl.metrics import TIERS, Evaluation, evaluate, pareto_front
 from rcl.paper import PAPER_RESULTS
 from rcl.paths import home, models_dir
@@ -66,6 +76,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "DEFAULT_REFER_ABOVE",
+    "GUARANTEE_MODES",
+    "GuaranteedRule",
     "DISCLAIMER",
     "PAPER_RESULTS",
     "PRESETS",
@@ -75,6 +88,7 @@ __all__ = [
     "ReferralRule",
     "SeverityMatrix",
     "Taxonomy",
+    "apply_guarantee",
     "apply_referral",
     "apply_temperature",
     "bootstrap_ci",
@@ -86,9 +100,14 @@ __all__ = [
     "evaluate",
     "expected_calibration_error",
     "expected_costs",
+    "fit_guarantee",
     "fit_referral",
     "fit_temperature",
     "frontier",
+    "guarantee_for_run",
+    "guarantee_pool",
+    "guarantee_report",
+    "load_guarantee",
     "home",
     "matrix_caption",
     "models_dir",
@@ -100,7 +119,9 @@ __all__ = [
     "preset",
     "redecide",
     "referral_report",
+    "resplit_check",
     "reliability_diagram",
+    "save_guarantee",
     "scaled_matrix",
     "severity_matrix",
     "signed",

@@ -23,6 +23,7 @@ PAGES = {
     "confusion": ROOT / "pages" / "4_Confusion.py",
     "triage": ROOT / "pages" / "5_Triage.py",
     "card": ROOT / "pages" / "6_Run_card.py",
+    "guarantee": ROOT / "pages" / "7_Guarantee.py",
 }
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, shared_cache) -> dict:
@@ -102,6 +103,8 @@ def test_page_loads_with_no_runs(name):
         assert "No model to triage with yet" in texts(at)
     if name == "home":
         assert "0 finished run(s)" in texts(at) + " ".join(m.value for m in at.markdown)
+    if name == "guarantee":
+        assert "No " in texts(at)
 
 
 def test_home_demo_button_submits_a_job(monkeypatch):
@@ -398,3 +401,21 @@ def test_train_page_names_the_current_matrix(with_runs):
     at = app("train").run()
     no_exception(at)
     assert rcl.matrix_caption(rcl.SeverityMatrix.from_penalties(rcl.preset("isic2018"))) in texts(at)
+
+
+def test_guarantee_page_refuses_then_guarantees(with_runs):
+    at = app("guarantee").run()
+    no_exception(at)
+    # the tiny runs have a handful of malignant validation cases: 5% with 90% confidence needs 45
+    assert any("at least 45" in w.value for w in at.warning), texts(at)
+    at.slider(key="guarantee_target").set_value(30).run()
+    at.radio(key="guarantee_mode").set_value("expected").run()
+    no_exception(at)
+    assert any("At most 30% of malignant cases are called benign (on average)" in s.value for s in at.success)
+    assert "Rule" in texts(at) and "re-splits" in texts(at)
+    at.button(key="guarantee_save").click().run()
+    from rcl.posthoc.guarantee import load_guarantee
+
+    stored = [load_guarantee(run) for run in with_runs["runs"]]
+    assert any(rule is not None and rule.target == 0.3 for rule in stored)
+
