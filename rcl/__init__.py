@@ -17,6 +17,9 @@ from rcl.decision import decide, expected_costs, frontier, redecide, sweep
 from rcl.decision_scale import scaled_matrix, tune_decision_scale
 from rcl.errors import debug_enabled, user_message
 from rcl.errors import explain as explain_error
+from rcl.metrics import TIERS, Evaluation, evaluate, pareto_front
+from rcl.paper import PAPER_RESULTS
+from rcl.paths import home, models_dir
 from rcl.posthoc.guarantee import (
     DEFAULT_REFER_ABOVE,
     GUARANTEE_MODES,
@@ -27,9 +30,6 @@ from rcl.posthoc.guarantee import (
     save_guarantee,
 )
 from rcl.posthoc.guarantee_report import guarantee_for_run, guarantee_pool, guarantee_report, resplit_check
-from rcl.metrics import TIERS, Evaluation, evaluate, pareto_front
-from rcl.paper import PAPER_RESULTS
-from rcl.paths import home, models_dir
 from rcl.referral import ReferralRule, apply_referral, fit_referral, referral_report
 from rcl.severity import SeverityMatrix, severity_matrix
 from rcl.taxonomy import PRESETS, Taxonomy, preset

@@ -11,6 +11,7 @@ shape does not fit K. PyTorch files are read with ``weights_only=True``: never a
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -139,7 +140,9 @@ def read_checkpoint(path: str | Path) -> dict:
     is damaged (a kill mid-save, a truncated copy, a foreign file) and what to do about it."""
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's own notes on a foreign pickle say nothing to a user
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - pickle, zip and torch each fail their own way
         raise UserError(f"{path} is damaged ({type(exc).__name__}): delete it or pass --overwrite") from exc
     missing = [k for k in RESUME_KEYS if k not in state] if isinstance(state, dict) else list(RESUME_KEYS)

@@ -104,8 +104,9 @@ def _resume_state(partial: Path, config: TrainConfig) -> dict | None:
         return None
     try:
         state = read_checkpoint(path)
-    except UserError as exc:  # a damaged checkpoint is no state to resume from: start afresh, and say so
-        warnings.warn(f"{exc}; training starts again from epoch 1", DataWarning, stacklevel=2)
+    except UserError:  # a damaged checkpoint is no state to resume from: start afresh, and say so
+        warnings.warn(f"the resume checkpoint {path} is damaged: training starts again from epoch 1", DataWarning,
+                      stacklevel=2)
         return None
     return state if state.get("config") == json.dumps(config.to_dict(), sort_keys=True) else None
 

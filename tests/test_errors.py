@@ -119,14 +119,20 @@ def test_damaged_last_pt_is_named(tmp_path, content):
     assert str(info.value).endswith("): delete it or pass --overwrite")
 
 
-def test_cli_train_into_a_folder_with_a_corrupt_last_pt(tmp_path, capsys):
+def test_cli_train_resuming_from_a_corrupt_last_pt_starts_afresh_and_says_so(tmp_path, capsys):
+    from rcl.paths import partial_dir
+
     out = tmp_path / "run"
-    out.mkdir()
-    (out / "last.pt").write_bytes(b"\x80\x04garbage from a kill mid-save")
+    partial = partial_dir(out)
+    partial.mkdir(parents=True)
+    (partial / "last.pt").write_bytes(b"\x80\x04garbage from a kill mid-save")
     code = main(["train", "--data", "synthetic", "--limit", "40", "--image-size", "16", "--epochs", "1",
                  "--model", "small_cnn", "--out", str(out)])
-    assert code == 2
-    assert one_error_line(capsys, "train") == f"{out / 'last.pt'} is damaged (UnpicklingError): delete it or pass --overwrite"
+    assert code == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if line.startswith("rcl train: warning:")]
+    assert warning == [f"rcl train: warning: the resume checkpoint {partial / 'last.pt'} is damaged: training starts "
+                       "again from epoch 1"]
+    assert (out / "metrics.json").is_file() and not partial.exists()
 
 
 def test_cli_dataset_with_a_symlink_loop(tmp_path, capsys):

@@ -10,6 +10,7 @@ declared dependencies are checked, and the package imports from the new venv, no
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -29,9 +30,16 @@ def test_pip_install_into_a_fresh_venv_gives_a_working_rcl(tmp_path):
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
     Path(purelib, "_reuse_installed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Built from a copy of what a clean clone holds: a build/ folder left in the checkout by an
+    # earlier build would otherwise be reused by setuptools, stale files and all.
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "rcl", source / "rcl", ignore=shutil.ignore_patterns("__pycache__"))
     install = subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-index",
-         "--no-build-isolation", str(ROOT)],
+         "--no-build-isolation", str(source)],
         capture_output=True, text=True, cwd=tmp_path, env=env,
     )
     assert install.returncode == 0, install.stderr[-2000:]

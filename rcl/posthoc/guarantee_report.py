@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rcl.posthoc.guarantee import GuaranteedRule, apply_guarantee, exact_interval, fit_guarantee
 from rcl.metrics import as_labels
+from rcl.posthoc.guarantee import GuaranteedRule, apply_guarantee, exact_interval, fit_guarantee
 from rcl.taxonomy import Taxonomy
 from rcl.uncertainty import bootstrap_ci
 

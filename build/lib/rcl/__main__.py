@@ -1,5 +1,0 @@
-import sys
-
-from rcl.cli import main
-
-sys.exit(main())
