@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import rcl
 from rcl import paths
 from ui.common import (
     DISCLAIMER,
@@ -20,13 +21,6 @@ from ui.common import (
     page,
     run_picker,
 )
-
-
-def demo_config():
-    from rcl.config import TrainConfig
-
-    return TrainConfig(data="synthetic", model="small_cnn", image_size=64, epochs=4, loss="ce", limit=1500,
-                       name="demo-ce-small_cnn")
 
 
 def home() -> None:
@@ -83,7 +77,7 @@ def home() -> None:
             if not rows and not active:
                 if st.button("Train a demo model", type="primary", key="demo_button"):
                     with guard("starting the demo"):
-                        job = store.submit(demo_config(), name="demo")
+                        job = store.submit(rcl.demo_config(), name="demo")
                         jobs.ensure_worker(store=store)
                         st.success(f"Demo job {job.id} queued; follow it on **Train**. Pages fill in when it finishes.")
             elif active:

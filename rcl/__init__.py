@@ -33,6 +33,7 @@ from rcl.uncertainty import bootstrap_ci, paired_difference
 __version__ = "0.1.0"
 
 _LAZY = {
+    "demo_config": "rcl.config",
     "make_loss": "rcl.losses",
     "LOSSES": "rcl.losses",
 }

@@ -18,6 +18,14 @@ from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, validate_matrix
 from rcl.taxonomy import Taxonomy, preset
 
 SYNTHETIC = "synthetic"
+AUTO = "auto"
+
+# What a field left "auto" becomes, by the kind of device the run trains on. CPU: the recipe that
+# trained the best HAM10000 model within five minutes on two cores (benchmarks/results/
+# cpu_recipe.md: a 4-block CNN at 32 px); GPU (CUDA or Apple MPS): the paper's protocol, ResNet-50
+# at 224 px. config.json records the resolved values, so a run reproduces on any device.
+DEVICE_DEFAULTS = {"cpu": {"model": "cnn4", "image_size": 32},
+                   "gpu": {"model": "resnet50", "image_size": 224}}
 
 
 @dataclass
@@ -37,16 +45,19 @@ class TrainConfig:
     matrix: list[list[float]] | None = None  # explicit severity matrix; overrides alpha/beta
     loss_params: dict = field(default_factory=dict)  # e.g. {"gamma": 2} for focal
     # model
-    model: str = "small_cnn"
+    model: str = AUTO  # a local or timm model name; "auto": by device (DEVICE_DEFAULTS)
     pretrained: bool = False
     weights: str | None = None  # local checkpoint/safetensors file, for offline machines
-    image_size: int = 64
+    image_size: int | str = AUTO  # pixels, square; "auto": by device (DEVICE_DEFAULTS)
+    augment: str = "rotate_flip"  # training-time augmentation policy (rcl.data.transforms.AUGMENTATIONS)
     # optimisation
-    epochs: int = 10
-    batch_size: int = 32
+    # Defaults: the CPU recipe measured in benchmarks/results/cpu_recipe.md (28 epochs of a cosine
+    # schedule, run to the end: stopping early would cut the schedule's low-lr tail).
+    epochs: int = 28
+    batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.05
-    patience: int | None = 5  # early stopping on the selection score; None: never stop early
+    patience: int | None = None  # early stopping on the selection score; None: never stop early
     select: str = "f1"  # checkpoint selection rule on validation
     cer_cap: float | None = None  # for select="f1_cer_cap"
     f1_floor: float | None = None  # for select="cer_f1_floor"
@@ -58,7 +69,9 @@ class TrainConfig:
     name: str | None = None  # a label for tables and plots
 
     def check(self) -> TrainConfig:
-        """Raise ``ValueError`` naming the first bad field; return self."""
+        """Raise ``ValueError`` naming the first bad field; fill the fields left "auto" for the
+        run's device (``DEVICE_DEFAULTS``); return self."""
+        self.resolve_auto()
         if self.data != SYNTHETIC and not Path(self.data).expanduser().exists():
             raise ValueError(f"dataset {self.data!r} does not exist (give a folder, a CSV, or 'synthetic')")
         if self.loss.lower().replace("-", "_") not in LOSSES:
@@ -86,9 +99,22 @@ class TrainConfig:
             raise ValueError("select=cer_f1_floor needs f1_floor (e.g. 0.5)")
         if self.weights is not None and not Path(self.weights).expanduser().is_file():
             raise ValueError(f"weights file {self.weights!r} does not exist")
-        from rcl.models import check_model_name  # torch/timm import only when checking
+        from rcl.data.transforms import check_augment  # torch/timm imports only when checking
+        from rcl.models import check_model_name
 
+        check_augment(self.augment)
         check_model_name(self.model)
+        return self
+
+    def resolve_auto(self) -> TrainConfig:
+        """Replace "auto" model and image size by the defaults for ``device``; return self."""
+        auto = [name for name in DEVICE_DEFAULTS["cpu"] if getattr(self, name) == AUTO]
+        if auto:
+            from rcl.models import pick_device
+
+            kind = "cpu" if pick_device(self.device).type == "cpu" else "gpu"
+            for name in auto:
+                setattr(self, name, DEVICE_DEFAULTS[kind][name])
         return self
 
     def resolved_taxonomy(self) -> Taxonomy | None:
@@ -126,3 +152,12 @@ class TrainConfig:
             raise ValueError(f"config file {str(path)!r} is not valid JSON: {exc}") from exc
         # A run folder's config.json nests the train config under "train".
         return cls.from_dict(data.get("train", data))
+
+
+def demo_config() -> TrainConfig:
+    """The app's one-click demo: a small CNN on the bundled synthetic set, in under a minute on two
+    CPU cores (benchmarks/results/cpu_recipe.md gives the measured time). Every synthetic image is
+    used and 30% go to test, so the test CER interval is narrow enough to read the gap between the
+    argmax and the risk-calibrated decision."""
+    return TrainConfig(data=SYNTHETIC, model="small_cnn", image_size=32, epochs=8, loss="ce", patience=None,
+                       test_fraction=0.3, name="demo-ce-small_cnn")
