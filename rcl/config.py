@@ -20,10 +20,10 @@ from rcl.taxonomy import Taxonomy, preset
 SYNTHETIC = "synthetic"
 AUTO = "auto"
 
-# What a field left "auto" becomes, by the kind of device the run trains on. CPU: the recipe that
-# trained the best HAM10000 model within five minutes on two cores (benchmarks/results/
-# cpu_recipe.md: a 4-block CNN at 32 px); GPU (CUDA or Apple MPS): the paper's protocol, ResNet-50
-# at 224 px. config.json records the resolved values, so a run reproduces on any device.
+# What a field left "auto" becomes, by the kind of device the run trains on. CPU: the plain 4-block
+# CNN at 32 px that beat the earlier small_cnn defaults on HAM10000 (benchmarks/results/
+# cpu_recipe.md); GPU (CUDA or Apple MPS): the paper's protocol, ResNet-50 at 224 px. config.json
+# records the resolved values, so a run reproduces on any device.
 DEVICE_DEFAULTS = {"cpu": {"model": "cnn4", "image_size": 32},
                    "gpu": {"model": "resnet50", "image_size": 224}}
 
@@ -51,7 +51,7 @@ class TrainConfig:
     image_size: int | str = AUTO  # pixels, square; "auto": by device (DEVICE_DEFAULTS)
     augment: str = "rotate_flip"  # training-time augmentation policy (rcl.data.transforms.AUGMENTATIONS)
     # optimisation
-    # Defaults: the CPU recipe measured in benchmarks/results/cpu_recipe.md (28 epochs of a cosine
+    # Defaults: the plain-script recipe of benchmarks/results/cpu_recipe.md (28 epochs of a cosine
     # schedule, run to the end: stopping early would cut the schedule's low-lr tail).
     epochs: int = 28
     batch_size: int = 64
