@@ -11,7 +11,10 @@ Then, from the stored predictions (no retraining), two more tables:
 - selection rules: the checkpoint chosen by best F1 vs F1 under a CER cap vs lowest expected cost,
   re-applied to each run's stored per-epoch logits.
 
-    python benchmarks/ham10000.py [--data ../shared/data/ham10000] [--seeds 3] [--epochs 8]
+    python benchmarks/ham10000.py [--data ../shared/data/ham10000] [--seeds 3] [--epochs N] [--model M]
+
+Without --model/--image-size/--epochs/--lr it uses TrainConfig's defaults: the CPU recipe of
+``benchmarks/results/cpu_recipe.md`` on a CPU.
 
 Run folders go to ``--runs`` (default ``$RCL_HOME/bench-ham10000``, never into the repository);
 an interrupted benchmark resumes, skipping finished runs.
@@ -212,21 +215,25 @@ def matched_f1_section(run_dirs: list[Path]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(DEFAULT_DATA))
-    parser.add_argument("--runs", default=None, help="folder for run folders (default $RCL_HOME/bench-ham10000)")
+    parser.add_argument("--runs", default=None,
+                        help="folder for run folders (default $RCL_HOME/bench-ham10000-MODEL-SIZEpx-EPOCHSep)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--model", default="small_cnn")
-    parser.add_argument("--lr", type=float, default=2e-3)
+    # Unset: TrainConfig's defaults, i.e. the recipe a user gets without flags (cpu_recipe.md).
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--summarise-only", action="store_true",
                         help="train nothing: write the tables from the runs finished so far")
     args = parser.parse_args()
 
     if not Path(args.data).is_dir():
         raise SystemExit(f"HAM10000 not found at {args.data}: pass --data (see ../shared/data/README.md)")
-    runs = Path(args.runs) if args.runs else paths.home() / "bench-ham10000"
-    base = TrainConfig(data=args.data, preset="isic2018", model=args.model, image_size=args.image_size,
-                       epochs=args.epochs, lr=args.lr, patience=None, select="f1")
+    chosen = {k: v for k, v in (("model", args.model), ("image_size", args.image_size), ("epochs", args.epochs),
+                                ("lr", args.lr)) if v is not None}
+    base = TrainConfig(data=args.data, preset="isic2018", patience=None, select="f1", **chosen).check()
+    runs = (Path(args.runs) if args.runs else
+            paths.home() / f"bench-ham10000-{base.model}-{base.image_size}px-{base.epochs}ep")
     result = run_ablation(ablation_configs(base, range(args.seeds)), runs, train=not args.summarise_only)
     summary = result["summary"]
 
@@ -236,8 +243,9 @@ def main() -> None:
     text = "\n".join([
         "# HAM10000 (ISIC 2018 Task 3) ablation",
         "",
-        f"Produced by `benchmarks/ham10000.py`: {args.model} from scratch at {args.image_size} px, {args.epochs} epochs, "
-        f"AdamW lr {args.lr:g}, batch 32, cosine schedule, {args.seeds} seeds requested, lesion-grouped 70/15/15 split, "
+        f"Produced by `benchmarks/ham10000.py`: {base.model} from scratch (no ImageNet weights) at {base.image_size} px, "
+        f"{base.epochs} epochs, AdamW lr {base.lr:g}, batch {base.batch_size}, cosine schedule, augmentation "
+        f"{base.augment}, {args.seeds} seeds requested, lesion-grouped 70/15/15 split, "
         "checkpoint chosen by validation F1, CPU. Test-split figures, mean ± std over the seeds finished "
         "(the seeds column; std is 0 for one seed).",
         "",

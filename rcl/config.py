@@ -19,6 +19,13 @@ from rcl.selection import SELECTION_RULES
 from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, SeverityMatrix, validate_matrix
 from rcl.taxonomy import Taxonomy, preset
 
+AUTO = "auto"
+
+# What a field left "auto" becomes, by the kind of device the run trains on. CPU: a plain 4-block
+# CNN at 32 px (benchmarks/results/cpu_recipe.md); GPU (CUDA or Apple MPS): the paper's protocol,
+# ResNet-50 at 224 px. config.json records the resolved values, so a run reproduces on any device.
+DEVICE_DEFAULTS = {"cpu": {"model": "cnn4", "image_size": 32},
+                   "gpu": {"model": "resnet50", "image_size": 224}}
 
 def option(default=None, help: str = "", *, factory=None, cli: str | None = "value", flag: str | None = None,
            choices=None):
@@ -37,6 +44,12 @@ def option(default=None, help: str = "", *, factory=None, cli: str | None = "val
 
 def _selection_rules():
     return sorted(SELECTION_RULES)
+
+
+def _augmentations():
+    from rcl.data.transforms import AUGMENTATIONS  # torch: only when options are built or checked
+
+    return sorted(AUGMENTATIONS)
 
 
 @dataclass
@@ -61,16 +74,19 @@ class TrainConfig:
                                               cli="file")
     loss_params: dict = option(help="extra loss parameters, e.g. {\"gamma\": 2} for focal", factory=dict, cli=None)
     # model
-    model: str = option("small_cnn", "small_cnn, resnet18, resnet50, vit_base_patch16_224 or any timm name")
+    model: str = option(AUTO, "small_cnn, cnn4, resnet18, resnet50, vit_base_patch16_224 or any timm name; "
+                                    "auto: by device (cnn4 on CPU, resnet50 on a GPU)")
     pretrained: bool = option(False, "start from timm's ImageNet weights (needs a network once)", cli="switch")
     weights: str | None = option(None, "local .safetensors/.pt weights to start from (offline machines)")
-    image_size: int = option(64, "pixels, square")
-    # optimisation
-    epochs: int = option(10, "training epochs")
-    batch_size: int = option(32, "images per optimiser step")
+    image_size: int | str = option(AUTO, "pixels, square; auto: by device (32 on CPU, 224 on a GPU)")
+    augment: str = option("rotate_flip", "training-time augmentation", choices=_augmentations)
+    # optimisation. Defaults: benchmarks/results/cpu_recipe.md (a cosine schedule run to its end:
+    # stopping early would cut its low-learning-rate tail, hence no patience by default).
+    epochs: int = option(28, "training epochs")
+    batch_size: int = option(64, "images per optimiser step")
     lr: float = option(1e-3, "AdamW learning rate")
     weight_decay: float = option(0.05, "AdamW weight decay")
-    patience: int | None = option(5, "early stopping patience in epochs (config None: never stop early)")
+    patience: int | None = option(None, "early stopping patience in epochs (default: never stop early)")
     select: str = option("f1", "checkpoint selection rule on validation", choices=_selection_rules)
     cer_cap: float | None = option(None, "for --select f1_cer_cap")
     f1_floor: float | None = option(None, "for --select cer_f1_floor")
@@ -85,6 +101,8 @@ class TrainConfig:
         # The one place a loss spelling becomes the registry's name: everything downstream
         # (loss factory, decision defaults, run summaries) reads the canonical name.
         self.loss = canonical_loss(self.loss)
+        if isinstance(self.image_size, str) and self.image_size.strip().isdigit():
+            self.image_size = int(self.image_size)  # "--image-size 64" arrives as text (the field also takes "auto")
         if isinstance(self.malignant, str):
             self.malignant = [name.strip() for name in self.malignant.split(",") if name.strip()]
 
@@ -115,7 +133,9 @@ class TrainConfig:
         return cls.from_dict(values).check()
 
     def check(self) -> TrainConfig:
-        """Raise ``ValueError`` naming the first bad field; return self."""
+        """Raise ``ValueError`` naming the first bad field; fill the fields left "auto" for the
+        run's device (``DEVICE_DEFAULTS``); return self."""
+        self.resolve_auto()
         if self.data != SYNTHETIC and not Path(self.data).expanduser().exists():
             raise ValueError(f"dataset {self.data!r} does not exist (give a folder, a CSV, or 'synthetic')")
         self.loss = canonical_loss(self.loss)
@@ -145,9 +165,22 @@ class TrainConfig:
             raise ValueError("select=cer_f1_floor needs f1_floor (e.g. 0.5)")
         if self.weights is not None and not Path(self.weights).expanduser().is_file():
             raise ValueError(f"weights file {self.weights!r} does not exist")
-        from rcl.models import check_model_name  # torch/timm import only when checking
+        from rcl.data.transforms import check_augment  # torch/timm imports only when checking
+        from rcl.models import check_model_name
 
+        check_augment(self.augment)
         check_model_name(self.model)
+        return self
+
+    def resolve_auto(self) -> TrainConfig:
+        """Replace "auto" model and image size by the defaults for ``device``; return self."""
+        auto = [name for name in DEVICE_DEFAULTS["cpu"] if getattr(self, name) == AUTO]
+        if auto:
+            from rcl.models import pick_device
+
+            kind = "cpu" if pick_device(self.device).type == "cpu" else "gpu"
+            for name in auto:
+                setattr(self, name, DEVICE_DEFAULTS[kind][name])
         return self
 
     def resolved_taxonomy(self) -> Taxonomy | None:

@@ -113,7 +113,8 @@ def make_loader(run_data: RunData, split: str, config: TrainConfig, device: torc
     """Shuffled and augmented for training (the train split by default), else in order, plain."""
     index = run_data.splits[split]
     training = split == "train" if training is None else training
-    dataset = rdata.ImageArrayDataset(run_data.images, run_data.labels, train=training, indices=index)
+    dataset = rdata.ImageArrayDataset(run_data.images, run_data.labels, train=training, indices=index,
+                                      augment=config.augment)
     return DataLoader(
         dataset,
         batch_size=config.batch_size if training else config.batch_size * 2,

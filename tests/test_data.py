@@ -498,6 +498,39 @@ def test_image_array_dataset_batches_and_augments():
         assert any(torch.allclose(a, f, atol=1e-5) for f in (b, b.flip(-1), b.flip(-2), b.flip(-1).flip(-2)))
 
 
+
+@settings(max_examples=25, deadline=None)
+@given(strength=st.floats(0.0, 0.5), seed=st.integers(0, 2**16), grey=st.floats(10, 160))
+def test_colour_jitter_stays_in_pixel_range_and_within_its_strength(strength, seed, grey):
+    from rcl.data.transforms import random_colour_jitter
+
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.from_numpy(generate(7, 16, seed=seed % 5)[0]).permute(0, 3, 1, 2).float()
+    out = random_colour_jitter(images, strength, generator=generator)
+    assert out.shape == images.shape and out.min() >= 0 and out.max() <= 255
+    # A flat grey image has no contrast or colour to change: only brightness acts, by a factor
+    # within [1 - strength, 1 + strength], and the image stays flat.
+    flat = random_colour_jitter(torch.full((5, 3, 8, 8), grey), strength, generator=generator)
+    assert torch.allclose(flat, flat[:, :1, :1, :1].expand_as(flat), atol=1e-3)
+    factors = flat[:, 0, 0, 0] / grey
+    assert bool(((factors >= 1 - strength - 1e-5) & (factors <= 1 + strength + 1e-5)).all())
+
+
+def test_colour_jitter_of_strength_zero_is_the_identity():
+    from rcl.data.transforms import random_colour_jitter
+
+    images = torch.from_numpy(generate(7, 16, seed=0)[0]).permute(0, 3, 1, 2).float()
+    assert torch.allclose(random_colour_jitter(images, 0.0), images, atol=1e-3)
+
+
+def test_augment_policies_are_named_and_an_unknown_one_is_a_clear_error():
+    images, labels = generate(8, 16, seed=0)
+    plain, _ = ImageArrayDataset(images, labels, train=True, augment="none").batch(range(8))
+    evaluation, _ = ImageArrayDataset(images, labels, train=False, augment="rotate_flip_colour").batch(range(8))
+    assert torch.equal(plain, evaluation)  # no augmentation at all, and none at evaluation time
+    with pytest.raises(ValueError, match="unknown augment 'sepia'; choose one of: none, rotate_flip"):
+        ImageArrayDataset(images, labels, train=True, augment="sepia")
+
 # -- audit and CLI -----------------------------------------------------------------------------------
 def test_audit_reports_counts_groups_and_unreadable(tmp_path, toy_taxonomy):
     table = load_dataset(make_dirty_folder(tmp_path / "dirty"), taxonomy=toy_taxonomy)

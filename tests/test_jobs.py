@@ -52,13 +52,13 @@ def test_invalid_config_fails_at_submission_and_stores_nothing(store, bad, messa
 def test_submit_records_the_job(store, tmp_path, monkeypatch):
     (tmp_path / "mydata").mkdir()
     monkeypatch.chdir(tmp_path)
-    job = store.submit(TrainConfig(data="mydata", loss="rcl", seed=4), group="g1")
+    job = store.submit(TrainConfig(data="mydata", loss="rcl", model="small_cnn", seed=4), group="g1")
     assert job.state == "queued" and job.group == "g1" and job.name == "rcl-small_cnn-s4"
     # A relative data path is pinned at submission: the worker may run elsewhere.
     assert job.config["data"] == str(tmp_path / "mydata") and job.config["name"] == "rcl-small_cnn-s4"
     assert job.run_dir.parent == Path(os.environ["RCL_HOME"]).resolve()
     assert job.run_id.endswith(f"-rcl-small_cnn-s4-j{job.id}") and job.run_id[:8].isdigit()
-    again = store.submit(TrainConfig(data="mydata", loss="rcl", seed=4), name="mine")
+    again = store.submit(TrainConfig(data="mydata", loss="rcl", model="small_cnn", seed=4), name="mine")
     assert again.id > job.id and again.run_dir != job.run_dir and again.name == "mine"
     assert [j.id for j in store.list(states=["queued"])] == [job.id, again.id]
     assert [j.id for j in store.list(group="g1")] == [job.id]

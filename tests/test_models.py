@@ -7,10 +7,17 @@ from safetensors.torch import save_file
 from rcl.models import load_weights, make_model, pick_device, read_state_dict
 
 
-@pytest.mark.parametrize("name", ["small_cnn", "resnet18"])
+@pytest.mark.parametrize("name", ["small_cnn", "cnn4", "resnet18"])
 def test_models_have_a_k_class_head(name):
     model = make_model(name, num_classes=7)
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 7)
+
+
+def test_cnn4_is_small_cnn_one_block_deeper():
+    shallow, deep = make_model("small_cnn", 7), make_model("cnn4", 7)
+    assert (shallow.num_features, deep.num_features) == (128, 256)
+    assert deep.forward_features(torch.zeros(1, 3, 32, 32)).shape == (1, 256, 2, 2)
+    assert shallow.forward_features(torch.zeros(1, 3, 32, 32)).shape == (1, 128, 4, 4)
 
 
 def test_unknown_model_suggests_names():

@@ -6,11 +6,16 @@ through ``__getitems__``, and one ``affine_grid``/``grid_sample`` applies a diff
 and flip to every image. Per-sample ``torchvision.transforms.v2.RandomRotation`` costs a fixed
 ~150-250 µs per image on a small CPU, a sizeable fraction of a ``small_cnn`` step; batched, the
 cost is a few µs per image, so training throughput stays that of the bare model step.
+
+``AUGMENTATIONS`` names the training-time policies a config can choose (``augment``): the paper's
+rotations and flips, optionally preceded by a colour jitter (brightness, contrast, saturation),
+which suits dermoscopy, whose colour varies with camera, lighting and skin.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -21,6 +26,7 @@ from rcl.data import IMAGENET_MEAN, IMAGENET_STD
 from rcl.data.images import resize_rgb
 
 MAX_ROTATION_DEGREES = 20.0
+COLOUR_JITTER = 0.2  # brightness, contrast and saturation each scaled by a factor in [0.8, 1.2]
 
 # uint8 x → (x / 255 - mean) / std, as one multiply-add per channel.
 _SCALE = torch.tensor([1 / (255 * s) for s in IMAGENET_STD]).view(1, 3, 1, 1)
@@ -48,14 +54,48 @@ def random_rotate_flip(batch: torch.Tensor, max_degrees: float = MAX_ROTATION_DE
     return F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def random_colour_jitter(batch: torch.Tensor, strength: float = COLOUR_JITTER,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of a float (B, 3, H, W) batch in 0..255 with its own brightness, contrast and
+    saturation factor, each uniform in [1 − ``strength``, 1 + ``strength``]; clipped to 0..255."""
+
+    def factor() -> torch.Tensor:
+        return 1 + (torch.rand(batch.shape[0], 1, 1, 1, generator=generator) * 2 - 1) * strength
+
+    out = batch * factor()
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = (out - mean) * factor() + mean
+    grey = out.mean(dim=1, keepdim=True)
+    out = (out - grey) * factor() + grey
+    return out.clamp_(0, 255)
+
+
+def _rotate_flip_colour(batch: torch.Tensor) -> torch.Tensor:
+    return random_rotate_flip(random_colour_jitter(batch))
+
+
+AUGMENTATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "none": lambda batch: batch,
+    "rotate_flip": random_rotate_flip,
+    "rotate_flip_colour": _rotate_flip_colour,
+}
+
+
+def check_augment(name: str) -> None:
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augment {name!r}; choose one of: {', '.join(AUGMENTATIONS)}")
+
+
 class ImageArrayDataset(Dataset):
     """(normalised float CHW tensor, label) pairs from a uint8 (N, H, W, 3) array or memmap.
 
     ``indices`` selects the rows of this split without copying the array (a memmap stays a
-    memmap). With ``train=True`` every image gets a random rotation and flips.
+    memmap). With ``train=True`` every batch goes through the ``augment`` policy (AUGMENTATIONS).
     """
 
-    def __init__(self, images: np.ndarray, labels, train: bool, indices=None):
+    def __init__(self, images: np.ndarray, labels, train: bool, indices=None, augment: str = "rotate_flip"):
+        check_augment(augment)
+        self.augment = AUGMENTATIONS[augment]
         self.images = images
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
@@ -72,7 +112,7 @@ class ImageArrayDataset(Dataset):
         pixels = torch.from_numpy(np.ascontiguousarray(self.images[rows])).permute(0, 3, 1, 2)
         images = pixels.float()
         if self.train:
-            images = random_rotate_flip(images)
+            images = self.augment(images)
         return normalize(images), self.labels[rows]
 
     def __getitems__(self, positions) -> list[tuple[torch.Tensor, torch.Tensor]]:
