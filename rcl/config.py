@@ -56,6 +56,8 @@ class TrainConfig:
     amp: bool = True  # mixed precision when on a GPU (never on CPU)
     num_workers: int = 0
     name: str | None = None  # a label for tables and plots
+    # label quality
+    label_noise: str | None = None  # "KIND:RATE" flips of train labels (rcl.labels.noise), e.g. "miss:0.1"
 
     def check(self) -> TrainConfig:
         """Raise ``ValueError`` naming the first bad field; return self."""
@@ -86,6 +88,9 @@ class TrainConfig:
             raise ValueError("select=cer_f1_floor needs f1_floor (e.g. 0.5)")
         if self.weights is not None and not Path(self.weights).expanduser().is_file():
             raise ValueError(f"weights file {self.weights!r} does not exist")
+        from rcl.labels.noise import parse_noise
+
+        parse_noise(self.label_noise)
         from rcl.models import check_model_name  # torch/timm import only when checking
 
         check_model_name(self.model)

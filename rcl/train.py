@@ -31,6 +31,7 @@ from rcl import data as rdata
 from rcl.calibration import apply_temperature, expected_calibration_error, fit_temperature, softmax
 from rcl.config import SYNTHETIC, TrainConfig
 from rcl.decision import fit_referral, redecide, referral_report, scaled_matrix, tune_decision_scale
+from rcl.labels.noise import NOISE_FILE, apply_label_noise
 from rcl.losses import COST_SENSITIVE_LOSSES, make_loss
 from rcl.metrics import evaluate
 from rcl.models import make_model, pick_device, read_state_dict
@@ -55,6 +56,7 @@ class RunData:
     ids: np.ndarray  # (N,) str, sample ids (paths relative to the dataset root)
     splits: dict[str, np.ndarray]  # indices into images for train/val/test
     info: dict  # what config.json records about the dataset
+    label_noise: dict | None = None  # the flips applied to train labels (label_noise.json), if any
 
 
 def load_run_data(config: TrainConfig) -> RunData:
@@ -69,13 +71,15 @@ def load_run_data(config: TrainConfig) -> RunData:
     if config.drop_duplicates:
         splits, dropped = rdata.drop_cross_split_duplicates(table, splits)
     samples = prepared.samples
+    labels, noise = apply_label_noise(samples["label"].to_numpy(), samples["id"].to_numpy(), splits["train"],
+                                      config.label_noise, table.taxonomy, config.seed)
     info = {
         "name": table.name,
         "layout": table.layout,
         "root": str(table.root),
         "synthetic": table.synthetic,
         "sizes": {s: int(len(idx)) for s, idx in splits.items()},
-        "train_class_counts": np.bincount(samples["label"].to_numpy()[splits["train"]],
+        "train_class_counts": np.bincount(labels[splits["train"]],
                                           minlength=table.taxonomy.num_classes).tolist(),
         "skipped_files": [list(item) for item in (table.skipped + prepared.skipped)][:200],
         "dropped_duplicates": int(dropped),
@@ -83,10 +87,11 @@ def load_run_data(config: TrainConfig) -> RunData:
     return RunData(
         taxonomy=table.taxonomy,
         images=prepared.images,
-        labels=samples["label"].to_numpy().astype(np.int64),
+        labels=labels,
         ids=samples["id"].to_numpy().astype(str),
         splits=splits,
         info=info,
+        label_noise=noise,
     )
 
 
@@ -282,6 +287,8 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     _write_json(out / "config.json", run_config)
+    if run_data.label_noise is not None:
+        _write_json(out / NOISE_FILE, run_data.label_noise)
 
     history: list[dict] = []
     epoch_logits: dict[str, list[np.ndarray]] = {"val": [], "test": []}

@@ -44,6 +44,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", dest="amp", action="store_false", default=None, help="no mixed precision on GPU")
     p.add_argument("--num-workers", type=int, help="data loader worker processes (default 0)")
     p.add_argument("--name", help="a label for tables and plots")
+    p.add_argument("--label-noise", metavar="KIND:RATE",
+                   help="flip train labels: symmetric, miss (malignant→benign) or alarm (benign→malignant), e.g. miss:0.1")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -57,7 +59,7 @@ def config_from_args(args: argparse.Namespace):
     for field in ("data", "preset", "loss", "alpha", "beta", "model", "pretrained", "weights", "epochs",
                   "batch_size", "image_size", "lr", "weight_decay", "patience", "select", "cer_cap", "f1_floor",
                   "limit", "max_steps", "val_fraction", "test_fraction", "seed", "device", "amp", "num_workers",
-                  "name"):
+                  "name", "label_noise"):
         value = getattr(args, field, None)
         if value is not None:
             updates[field] = value
