@@ -57,6 +57,7 @@ class RunData:
     splits: dict[str, np.ndarray]  # indices into images for train/val/test
     info: dict  # what config.json records about the dataset
     label_noise: dict | None = None  # the flips applied to train labels (label_noise.json), if any
+    groups: np.ndarray | None = None  # (N,) patient/lesion id or None per sample (folds keep groups whole)
 
 
 def load_run_data(config: TrainConfig) -> RunData:
@@ -92,6 +93,7 @@ def load_run_data(config: TrainConfig) -> RunData:
         splits=splits,
         info=info,
         label_noise=noise,
+        groups=samples["group"].to_numpy(),
     )
 
 

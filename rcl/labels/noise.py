@@ -72,6 +72,11 @@ def parse_noise(text: str | NoiseSpec | None) -> NoiseSpec | None:
     return NoiseSpec(kind.strip().lower(), value)
 
 
+def eligible(labels, taxonomy: Taxonomy, spec: NoiseSpec) -> np.ndarray:
+    """Per sample: may ``spec`` flip it (is its class one the kind flips)?"""
+    return NOISE_KINDS[spec.kind][1](np.asarray(taxonomy.is_critical))[0][np.asarray(labels, dtype=np.int64)]
+
+
 def flip_labels(labels, taxonomy: Taxonomy, spec: NoiseSpec, seed: int, among=None) -> tuple[np.ndarray, np.ndarray]:
     """Flip ``spec`` of the samples ``among`` (indices into ``labels``; default all).
 
@@ -80,11 +85,10 @@ def flip_labels(labels, taxonomy: Taxonomy, spec: NoiseSpec, seed: int, among=No
     """
     labels = np.asarray(labels, dtype=np.int64)
     among = np.arange(labels.size) if among is None else np.asarray(among, dtype=np.int64)
-    critical = np.asarray(taxonomy.is_critical)
-    sources, targets = NOISE_KINDS[spec.kind][1](critical)
-    eligible = among[sources[labels[among]]]
+    targets = NOISE_KINDS[spec.kind][1](np.asarray(taxonomy.is_critical))[1]
+    candidates = among[eligible(labels[among], taxonomy, spec)]
     rng = np.random.default_rng([int(seed), 17])  # its own stream: noise never shifts other draws
-    chosen = np.sort(rng.choice(eligible, size=round(spec.rate * eligible.size), replace=False))
+    chosen = np.sort(rng.choice(candidates, size=round(spec.rate * candidates.size), replace=False))
     noisy = labels.copy()
     counts = np.bincount(labels[among], minlength=taxonomy.num_classes).astype(float)
     for index in chosen:
@@ -110,12 +114,11 @@ def apply_label_noise(labels, ids, among, spec: str | NoiseSpec | None, taxonomy
     if spec is None:
         return labels, None
     noisy, flipped = flip_labels(labels, taxonomy, spec, seed, among)
-    sources = NOISE_KINDS[spec.kind][1](np.asarray(taxonomy.is_critical))[0]
     among = np.arange(labels.size) if among is None else np.asarray(among)
     ids = np.asarray(ids).astype(str)
     record = {
         "spec": str(spec), "kind": spec.kind, "rate": spec.rate, "rule": spec.rule, "seed": int(seed),
-        "eligible": int(sources[labels[among]].sum()), "flipped": int(flipped.size),
+        "eligible": int(eligible(labels[among], taxonomy, spec).sum()), "flipped": int(flipped.size),
         "samples": [{"id": ids[i], "true": taxonomy.classes[labels[i]], "given": taxonomy.classes[noisy[i]]}
                     for i in flipped],
     }
