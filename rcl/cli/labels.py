@@ -12,7 +12,7 @@ from rcl.cli.training import add_train_options, config_from_args
 def add_label_issues(p: argparse.ArgumentParser) -> None:
     add_train_options(p)
     p.add_argument("--folds", type=int, default=3, help="cross-validation folds on the train split (default 3)")
-    p.add_argument("--run", metavar="RUN_DIR",
+    p.add_argument("--run", dest="run_dir", metavar="RUN_DIR",
                    help="rank a finished run's stored val/test probabilities instead of training fold models")
     p.add_argument("--top", type=int, default=20, help="rows to print (default 20; --json lists all flagged)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -29,10 +29,10 @@ def _fold_progress(event: dict) -> None:
 def cmd_label_issues(args: argparse.Namespace) -> int:
     from rcl.labels.issues import from_run, out_of_fold, rank_label_issues
 
-    if args.run:
+    if args.run_dir:
         from rcl.runs import load_run
 
-        oof = from_run(load_run(args.run))
+        oof = from_run(load_run(args.run_dir))
     else:
         oof = out_of_fold(config_from_args(args), args.folds, None if args.json else _fold_progress)
     result = rank_label_issues(oof)

@@ -42,8 +42,9 @@ def band(values: pd.Series) -> pd.Series:
     """Numeric columns with many values as quartile bands (``"(45, 60]"``), others as text."""
     numbers = pd.to_numeric(values, errors="coerce")
     if numbers.notna().sum() == values.notna().sum() and numbers.nunique() > MAX_LEVELS:
-        bands = pd.qcut(numbers, 4, duplicates="drop")
-        return bands.map(lambda b: f"({b.left:g}, {b.right:g}]" if isinstance(b, pd.Interval) else np.nan)
+        edges = np.unique(np.nanquantile(numbers, np.linspace(0, 1, 5)))
+        names = [f"[{edges[0]:g}, {edges[1]:g}]"] + [f"({a:g}, {b:g}]" for a, b in zip(edges[1:-1], edges[2:])]
+        return pd.cut(numbers, edges, labels=names, include_lowest=True).astype(object)
     return values
 
 
@@ -62,7 +63,7 @@ def sample_metadata(table: DatasetTable) -> pd.DataFrame:
         found = _keys(frame, Path(table.root), table.samples)
         if found is None:
             continue
-        columns = [c for c in frame.columns if c.lower() not in skip]
+        columns = [c for c in frame.columns if c.lower() not in skip and not c.startswith("Unnamed:")]
         frames.append(frame[columns].assign(id=found[1]).dropna(subset=["id"]).drop_duplicates("id").set_index("id"))
     if not frames:
         return pd.DataFrame(index=pd.Index(table.samples["id"], name="id"))
