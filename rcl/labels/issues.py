@@ -14,10 +14,10 @@ How it works:
    class (nevi are two thirds of HAM10000) does not swamp the rare ones, and it flags as many
    samples per class pair as the estimated joint of given and true labels says are wrong.
 3. **In which order:** :func:`cleanlab.rank.get_label_quality_scores` with ``self_confidence``
-   (the out-of-fold probability of the given label; lower = more suspect). On the synthetic
-   default with 10% injected miss flips it ranked the flips as well as or better than
-   ``normalized_margin`` and ``confidence_weighted_entropy`` (measured figures: see
-   docs/LABELS.md), and it is the one a reviewer can read: "the models gave this label 3%".
+   (the out-of-fold probability of the given label; lower = more suspect). With 10% injected
+   miss flips on the synthetic set it ranked the flips better than cleanlab's
+   ``confidence_weighted_entropy`` and ``normalized_margin`` (figures in docs/LABELS.md), and it
+   is the score a reviewer can read: "the fold models gave this label 3%".
    Suspected **misses** (given a benign label, the suggested label malignant) come first, then
    everything else flagged; inside each block, by score.
 
