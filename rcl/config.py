@@ -96,6 +96,9 @@ class TrainConfig:
     amp: bool = option(True, "no mixed precision on GPU", cli="switch", flag="--no-amp")
     num_workers: int = option(0, "data loader worker processes")
     name: str | None = option(None, "a label for tables and plots")
+    # label quality
+    label_noise: str | None = option(None, "flip train labels: symmetric, miss (malignant→benign) or alarm "
+                                           "(benign→malignant), as KIND:RATE, e.g. miss:0.1")
 
     def __post_init__(self) -> None:
         # The one place a loss spelling becomes the registry's name: everything downstream
@@ -165,6 +168,9 @@ class TrainConfig:
             raise ValueError("select=cer_f1_floor needs f1_floor (e.g. 0.5)")
         if self.weights is not None and not Path(self.weights).expanduser().is_file():
             raise ValueError(f"weights file {self.weights!r} does not exist")
+        from rcl.labels.noise import parse_noise
+
+        parse_noise(self.label_noise)
         from rcl.data.transforms import check_augment  # torch/timm imports only when checking
         from rcl.models import check_model_name
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from rcl import data as rdata
 from rcl.config import TrainConfig
+from rcl.labels.noise import apply_label_noise
 from rcl.losses import loss_spec, make_loss
 from rcl.severity import severity_matrix, validate_matrix
 from rcl.taxonomy import Taxonomy
@@ -33,6 +34,8 @@ class RunData:
     ids: np.ndarray  # (N,) str, sample ids (paths relative to the dataset root)
     splits: dict[str, np.ndarray]  # indices into images for train/val/test
     info: dict  # what config.json records about the dataset
+    label_noise: dict | None = None  # the flips applied to train labels (label_noise.json), if any
+    groups: np.ndarray | None = None  # (N,) patient/lesion id or None per sample (folds keep groups whole)
 
 
 def load_run_data(config: TrainConfig) -> RunData:
@@ -48,13 +51,15 @@ def load_run_data(config: TrainConfig) -> RunData:
     if config.drop_duplicates:
         splits, dropped = rdata.drop_cross_split_duplicates(table, splits)
     samples = prepared.samples
+    labels, noise = apply_label_noise(samples["label"].to_numpy(), samples["id"].to_numpy(), splits["train"],
+                                      config.label_noise, table.taxonomy, config.seed)
     info = {
         "name": table.name,
         "layout": table.layout,
         "root": str(table.root),
         "synthetic": table.synthetic,
         "sizes": {s: int(len(idx)) for s, idx in splits.items()},
-        "train_class_counts": np.bincount(samples["label"].to_numpy()[splits["train"]],
+        "train_class_counts": np.bincount(labels[splits["train"]],
                                           minlength=table.taxonomy.num_classes).tolist(),
         "skipped_files": [list(item) for item in (table.skipped + prepared.skipped)][:200],
         "dropped_duplicates": int(dropped),
@@ -63,10 +68,12 @@ def load_run_data(config: TrainConfig) -> RunData:
     return RunData(
         taxonomy=table.taxonomy,
         images=prepared.images,
-        labels=samples["label"].to_numpy().astype(np.int64),
+        labels=labels.astype(np.int64),
         ids=samples["id"].to_numpy().astype(str),
         splits=splits,
         info=info,
+        label_noise=noise,
+        groups=samples["group"].to_numpy(),
     )
 
 

@@ -48,6 +48,7 @@ from rcl.engine import (
     train_one_epoch,
 )
 from rcl.errors import DataWarning, UserError
+from rcl.labels.noise import NOISE_FILE
 from rcl.metrics import argmax_metrics
 from rcl.models import make_model, pick_device, read_checkpoint, read_state_dict
 from rcl.runs import read_history
@@ -56,7 +57,7 @@ from rcl.severity import cost_matrix
 
 Callback = Callable[[dict], None]
 # Files a training run produces; anything else in a target folder (a job's train.log) is kept.
-RUN_FILES = ("config.json", "history.jsonl", "epochs.npz", "model.safetensors", "last.pt", "predictions.npz",
+RUN_FILES = ("config.json", NOISE_FILE, "history.jsonl", "epochs.npz", "model.safetensors", "last.pt", "predictions.npz",
              posthoc.FEATURES_FILE, "ood.npz", paths.COMPLETE_MARKER)
 
 
@@ -172,6 +173,8 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
         "dataset": run_data.info, "device": str(device), "precision": precision.name, "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     })
+    if run_data.label_noise is not None:
+        write_json(work / NOISE_FILE, run_data.label_noise)
 
     # resume from the partial folder's last.pt (same config only, checked by prepare_folder)
     history: list[dict] = []

@@ -61,22 +61,37 @@ def _resampled_counts(codes: np.ndarray, n_codes: int, n_resamples: int, seed) -
 
 
 def confusion_metrics(confusion, taxonomy: Taxonomy) -> dict[str, np.ndarray]:
-    """CER (NaN where undefined), F1-macro and accuracy of a stack ``(..., K, K)`` of confusion counts.
+    """CER and sensitivity (NaN where undefined), F1-macro and accuracy of a stack ``(..., K, K)``
+    of confusion counts.
 
-    Same definitions as :func:`rcl.evaluate` (Type II = under-call of the truth's superclass).
+    Same definitions as :func:`rcl.evaluate` (Type II = under-call of the truth's superclass;
+    sensitivity = critical cases still called critical).
     """
     confusion = np.asarray(confusion)
+    critical = np.asarray(taxonomy.is_critical)
     type_2 = (confusion * (tier_matrix(taxonomy) == 3)).sum(axis=(-2, -1))
-    n_critical = confusion[..., np.asarray(taxonomy.is_critical), :].sum(axis=(-2, -1))
+    n_critical = confusion[..., critical, :].sum(axis=(-2, -1))
+    caught = confusion[..., critical, :][..., critical].sum(axis=(-2, -1))
     n = confusion.sum(axis=(-2, -1))
+    undefined = np.full(np.shape(n), np.nan)
     return {
-        "cer": np.divide(type_2, n_critical, out=np.full(np.shape(n), np.nan), where=n_critical > 0),
+        "cer": np.divide(type_2, n_critical, out=undefined.copy(), where=n_critical > 0),
         "f1_macro": np.asarray(f1_macro_from_confusion(confusion)),
         "accuracy": np.trace(confusion, axis1=-2, axis2=-1) / n,
+        "sensitivity": np.divide(caught, n_critical, out=undefined, where=n_critical > 0),
     }
 
 
-def _interval(values: np.ndarray, confidence: float) -> tuple[float | None, float | None, int]:
+def resampled_confusions(y_true, y_pred, taxonomy: Taxonomy, n_resamples: int = 1000, seed: int | None = 0) -> np.ndarray:
+    """(B, K, K) confusion counts of B bootstrap resamples of the cases: the draws behind
+    :func:`bootstrap_ci` (same inputs and seed, same resamples)."""
+    n_resamples, _ = _check_settings(n_resamples, 0.95)
+    y_true, y_pred = _labels(taxonomy, y_true=y_true, y_pred=y_pred)
+    k = taxonomy.num_classes
+    return _resampled_counts(y_true * k + y_pred, k * k, n_resamples, seed).reshape(n_resamples, k, k)
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float | None, float | None, int]:
     """Percentile interval over the defined (non-NaN) resamples, and how many were used."""
     valid = values[~np.isnan(values)]
     if valid.size < MIN_VALID_FRACTION * values.size or valid.size == 0:
@@ -107,14 +122,12 @@ def bootstrap_ci(
     """
     n_resamples, confidence = _check_settings(n_resamples, confidence)
     y_true, y_pred = _labels(taxonomy, y_true=y_true, y_pred=y_pred)
-    k = taxonomy.num_classes
-    observed = confusion_metrics(confusion_counts(y_true, y_pred, k), taxonomy)
-    counts = _resampled_counts(y_true * k + y_pred, k * k, n_resamples, seed).reshape(n_resamples, k, k)
-    resampled = confusion_metrics(counts, taxonomy)
+    observed = confusion_metrics(confusion_counts(y_true, y_pred, taxonomy.num_classes), taxonomy)
+    resampled = confusion_metrics(resampled_confusions(y_true, y_pred, taxonomy, n_resamples, seed), taxonomy)
     result: dict = {"n": int(y_true.size), "n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     for name in METRICS:
         value = _value(observed[name])
-        low, high, used = _interval(resampled[name], confidence) if value is not None else (None, None, 0)
+        low, high, used = percentile_interval(resampled[name], confidence) if value is not None else (None, None, 0)
         result[name] = {"value": value, "low": low, "high": high, "resamples_used": used}
     return result
 
@@ -150,7 +163,7 @@ def paired_difference(
     b = confusion_metrics(joint.sum(axis=2), taxonomy)[metric]
     value_a, value_b = _value(a[0]), _value(b[0])
     diff = None if value_a is None or value_b is None else value_a - value_b
-    low, high, used = _interval(a[1:] - b[1:], confidence) if diff is not None else (None, None, 0)
+    low, high, used = percentile_interval(a[1:] - b[1:], confidence) if diff is not None else (None, None, 0)
     return {
         "metric": metric,
         "value_a": value_a,

@@ -1,0 +1,119 @@
+"""``rcl label-issues``, ``illusion``, ``subgroups``: label quality from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rcl.cli import command, fmt, print_json, print_table
+from rcl.cli.training import add_train_options, config_from_args
+
+
+def add_label_issues(p: argparse.ArgumentParser) -> None:
+    add_train_options(p)
+    p.add_argument("--folds", type=int, default=3, help="cross-validation folds on the train split (default 3)")
+    p.add_argument("--run", dest="run_dir", metavar="RUN_DIR",
+                   help="rank a finished run's stored val/test probabilities instead of training fold models")
+    p.add_argument("--top", type=int, default=20, help="rows to print (default 20; --json lists all flagged)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _fold_progress(event: dict) -> None:
+    if event["epoch"] == event["epochs"]:
+        print(f"fold {event['fold']}/{event['folds']} trained ({event['epochs']} epochs, "
+              f"last train loss {event['train_loss']:.3f})", file=sys.stderr)
+
+
+@command("label-issues", "find suspect labels: out-of-fold probabilities ranked by confident learning (cleanlab)",
+         add_label_issues)
+def cmd_label_issues(args: argparse.Namespace) -> int:
+    from rcl.labels.issues import from_run, out_of_fold, rank_label_issues
+
+    if args.run_dir:
+        from rcl.runs import load_run
+
+        oof = from_run(load_run(args.run_dir))
+    else:
+        oof = out_of_fold(config_from_args(args), args.folds, None if args.json else _fold_progress)
+    result = rank_label_issues(oof)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{result['source']}\n{result['method']}")
+    print(f"{result['flagged']} of {result['n']} labels flagged, {result['misses']} of them suspected misses "
+          "(given benign, likely malignant), listed first")
+    if "precision" in result:
+        p, noise = result["precision"], result["noise"]
+        print(f"injected {noise['spec']} ({noise['flipped']} flips of {noise['eligible']} eligible, seed "
+              f"{noise['seed']}): precision@{p['k']} {fmt(p['precision_at_k'])} · flagged precision "
+              f"{fmt(p['flagged_precision'])} · flagged recall {fmt(p['flagged_recall'])}")
+    print_table(result["rows"][: args.top], ["id", "given", "suggested", "score", "p_malignant", "is_miss"])
+    return 0
+
+
+def add_illusion(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--label-noise", required=True, metavar="KIND:RATE", help="noise applied to the test labels, e.g. miss:0.1")
+    p.add_argument("--seed", type=int, default=0, help="which samples are flipped (default 0)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+@command("illusion", "the illusion of accuracy: a run scored on clean vs noisy test labels, side by side", add_illusion)
+def cmd_illusion(args: argparse.Namespace) -> int:
+    from rcl.labels.illusion import illusion_of_accuracy
+    from rcl.runs import load_run
+
+    result = illusion_of_accuracy(load_run(args.run_dir), args.label_noise, args.seed)
+    if args.json:
+        print_json(result)
+        return 0
+    noise = result["noise"]
+    print(f"run {result['run']}, {result['split']} split, {result['n']} cases, decision: {result['decision_rule']}")
+    print(f"noisy labels: {noise['spec']} ({noise['rule']}): {noise['flipped']} of {noise['eligible']} eligible "
+          f"labels flipped, seed {noise['seed']}")
+
+    def cell(metric: dict) -> str:
+        return f"{fmt(metric['value'])} [{fmt(metric['low'])}, {fmt(metric['high'])}]"
+
+    rows = [{"metric": name, "clean labels": cell(result["clean"][key]), "noisy labels": cell(result["noisy"][key])}
+            for name, key in (("CER", "cer"), ("F1-macro", "f1_macro"), ("accuracy", "accuracy"))]
+    rows.append({"metric": "malignant cases", "clean labels": result["clean"]["n_malignant"],
+                 "noisy labels": result["noisy"]["n_malignant"]})
+    print_table(rows, ["metric", "clean labels", "noisy labels"])
+    print("(95% bootstrap intervals)")
+    return 0
+
+
+def add_subgroups(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--by", required=True, metavar="COLUMN", help="a metadata column of the dataset (HAM10000: dx_type, "
+                   "age, sex, localization; a CSV layout: any extra column)")
+    p.add_argument("--split", choices=("val", "test"), default="test")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+@command("subgroups", "CER, F1 and sensitivity per subgroup of a metadata column, with bootstrap CIs and gaps",
+         add_subgroups)
+def cmd_subgroups(args: argparse.Namespace) -> int:
+    from rcl.labels.subgroups import run_subgroups
+    from rcl.runs import load_run
+
+    result = run_subgroups(load_run(args.run_dir), args.by, args.split)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"run {result['run']}, {result['split']} split ({result['n']} cases) by {result['by']}; decision: "
+          f"{result['decision_rule']}; 95% bootstrap intervals; gap = the interval of (group − rest) excludes 0")
+
+    def cell(metric) -> str:
+        if metric is None:
+            return "–"
+        text = f"{fmt(metric['value'])} [{fmt(metric['low'])}, {fmt(metric['high'])}]"
+        return text + (f" GAP {metric['diff']:+.3f}" if metric["gap"] else "")
+
+    rows = [{"group": g["group"], "n": g["n"], "malignant": g["n_malignant"],
+             **{name: cell(g.get(key)) for name, key in (("CER", "cer"), ("F1-macro", "f1_macro"),
+                                                         ("sensitivity", "sensitivity"))},
+             "note": g.get("too_small", "")} for g in result["groups"]]
+    print_table(rows, ["group", "n", "malignant", "CER", "F1-macro", "sensitivity", "note"])
+    return 0

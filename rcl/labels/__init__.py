@@ -1,0 +1,1 @@
+"""Label quality: noise injection, the label-issue finder, the illusion of accuracy, subgroups."""

@@ -1,0 +1,50 @@
+"""The illusion of accuracy: a run scored against clean test labels and against the same labels
+noised the way its training labels may have been.
+
+When the test set carries the training set's mistakes, a model that learnt those mistakes is
+rewarded for repeating them, and a model that resisted them is charged for it: a missed tumour
+labelled benign in the test set turns a correct malignant call into a "false alarm" and drops
+out of the CER denominator. Setting the two scores side by side shows how much of a reported
+figure the labels themselves can move. Both use the run's stored test predictions decided by
+argmax (the rule of ``metrics.json``'s test figures), with bootstrap CIs on the same cases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rcl.labels.noise import eligible, flip_labels, parse_noise
+from rcl.metrics import evaluate
+from rcl.uncertainty import bootstrap_ci
+
+
+def illusion_of_accuracy(run, noise, seed: int = 0, split: str = "test") -> dict:
+    """Clean vs noisy-label scores of ``run``'s stored ``split`` predictions.
+
+    ``noise`` is a rule (``"miss:0.1"``) applied to the stored labels with ``seed``. Returns
+    ``{"run", "split", "decision_rule", "n", "noise": {...}, "clean": {...}, "noisy": {...}}``
+    where each side has ``cer``, ``f1_macro``, ``accuracy`` (value, low, high), ``sensitivity``
+    and ``n_malignant`` (the CER denominator under those labels).
+    """
+    spec = parse_noise(noise)
+    if spec is None:
+        raise ValueError("label noise: give a rule KIND:RATE, e.g. miss:0.1")
+    stored = run.predictions(split)
+    labels = stored["labels"].astype(np.int64)
+    predictions = stored["probs"].argmax(axis=1)
+    taxonomy = run.taxonomy
+    noisy, flipped = flip_labels(labels, taxonomy, spec, seed)
+
+    def side(y_true: np.ndarray) -> dict:
+        evaluation = evaluate(y_true, predictions, taxonomy)
+        ci = bootstrap_ci(y_true, predictions, taxonomy, seed=seed)
+        return {**{m: ci[m] for m in ("cer", "f1_macro", "accuracy")}, "sensitivity": evaluation.sensitivity,
+                "n_malignant": int(np.asarray(taxonomy.is_critical)[y_true].sum()), "tiers": evaluation.tiers}
+
+    return {
+        "run": run.id, "split": split, "decision_rule": "argmax of the stored probabilities", "n": int(labels.size),
+        "noise": {"spec": str(spec), "rule": spec.rule, "seed": int(seed), "eligible": int(eligible(labels, taxonomy, spec).sum()),
+                  "flipped": int(flipped.size)},
+        "clean": side(labels),
+        "noisy": side(noisy),
+    }
