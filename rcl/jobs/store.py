@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcl import paths
-from rcl.jobs.job import STATES, Job, job_dir
+from rcl.jobs.job import ACTIVE_STATES, LOCAL, STATES, Job, job_dir
 
 if TYPE_CHECKING:
     from rcl.config import TrainConfig
@@ -74,6 +74,8 @@ MIGRATIONS: list[list[str]] = [
     ],
     # v2: the child's start time, so a later worker can tell its own orphan from a reused pid.
     ["ALTER TABLE jobs ADD COLUMN pid_start TEXT"],
+    # v3: who runs the job: the local worker, or a sweep driver handing it to Ray (rcl.ray_executor).
+    ["ALTER TABLE jobs ADD COLUMN executor TEXT NOT NULL DEFAULT 'local'"],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -217,8 +219,20 @@ class JobStore:
         prepared = _prepare(config, name)
         return self._write(lambda conn: self._insert(conn, prepared, group))
 
-    def submit_many(self, configs: Iterable[TrainConfig | dict], group: str | None = None) -> list[Job]:
-        """Queue several configs in ONE transaction: all are stored, or (one invalid) none is."""
+    def submit_many(self, configs: Iterable[TrainConfig | dict], group: str | None = None, *,
+                    run_dirs: Iterable[Path] | None = None, executor: str = LOCAL,
+                    owner: int | None = None) -> list[Job]:
+        """Queue several configs in ONE transaction: all are stored, or (one invalid) none is.
+
+        ``run_dirs`` fixes each job's run folder (a sweep's trials): the row already kept for that
+        folder is reused, reset to ``queued`` unless it is a local job still queued or running.
+        ``executor`` says who runs the jobs (the local worker claims only ``"local"`` ones);
+        ``owner`` is the pid of the process that runs them elsewhere (a Ray sweep driver).
+        """
+        configs = list(configs)
+        folders = [None] * len(configs) if run_dirs is None else [Path(d) for d in run_dirs]
+        if len(folders) != len(configs):
+            raise ValueError(f"run_dirs: {len(folders)} folders for {len(configs)} configs")
         prepared = []
         for i, config in enumerate(configs):
             try:
@@ -226,15 +240,29 @@ class JobStore:
             except ValueError as exc:
                 label = config.get("name") if isinstance(config, dict) else config.name
                 raise ValueError(f"config {i + 1}{f' ({label})' if label else ''}: {exc}") from exc
-        return self._write(lambda conn: [self._insert(conn, p, group) for p in prepared])
+        return self._write(lambda conn: [self._insert(conn, p, group, d, executor, owner)
+                                         for p, d in zip(prepared, folders)])
 
-    def _insert(self, conn: sqlite3.Connection, prepared: tuple[str, dict], group: str | None) -> Job:
+    def _insert(self, conn: sqlite3.Connection, prepared: tuple[str, dict], group: str | None,
+                run_dir: Path | None = None, executor: str = LOCAL, owner: int | None = None) -> Job:
         name, config = prepared
+        if run_dir is not None:
+            row = conn.execute("SELECT * FROM jobs WHERE run_dir = ?", (str(run_dir),)).fetchone()
+            if row is not None:
+                if row["executor"] != LOCAL or row["state"] not in ACTIVE_STATES:  # else: it runs already
+                    conn.execute(f"UPDATE jobs SET {', '.join(f'{c} = NULL' for c in _RESET)}, state = 'queued', "
+                                 "cancel_requested = 0, name = ?, group_name = ?, config = ?, created = ?, "
+                                 "executor = ?, worker_pid = ? WHERE id = ?",
+                                 (name, group, json.dumps(config), _now(), executor, owner, row["id"]))
+                return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
         cursor = conn.execute(
-            "INSERT INTO jobs (name, group_name, config, state, created) VALUES (?, ?, ?, 'queued', ?)",
-            (name, group, json.dumps(config), _now()),
+            "INSERT INTO jobs (name, group_name, config, state, created, executor, worker_pid, run_dir) "
+            "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+            (name, group, json.dumps(config), _now(), executor, owner, None if run_dir is None else str(run_dir)),
         )
         job_id = cursor.lastrowid
+        if run_dir is not None:
+            return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
         run_dir = self.home / _run_id(name, job_id)
         # A store deleted and recreated can repeat ids; never reuse a folder (finished, training or a job's).
         while any(p.exists() for p in (run_dir, paths.partial_dir(run_dir), job_dir(run_dir))):
@@ -250,8 +278,9 @@ class JobStore:
             raise JobNotFound(f"no job with id {job_id} in {self.path} (see `rcl jobs`)")
         return Job.from_row(rows[0])
 
-    def list(self, states: Iterable[str] | None = None, group: str | None = None) -> list[Job]:
-        """Jobs in submission (= queue) order, optionally only some states or one group."""
+    def list(self, states: Iterable[str] | None = None, group: str | None = None,
+             executor: str | None = None) -> list[Job]:
+        """Jobs in submission (= queue) order, optionally only some states, one group or one executor."""
         sql, params = "SELECT * FROM jobs WHERE 1", []
         if states is not None:
             states = [states] if isinstance(states, str) else list(states)
@@ -263,11 +292,16 @@ class JobStore:
         if group is not None:
             sql += " AND group_name = ?"
             params.append(group)
+        if executor is not None:
+            sql += " AND executor = ?"
+            params.append(executor)
         return [Job.from_row(row) for row in self._read(sql + " ORDER BY id", params)]
 
-    def count(self, states: Iterable[str] | str) -> int:
+    def count(self, states: Iterable[str] | str, executor: str | None = None) -> int:
         states = [states] if isinstance(states, str) else list(states)
         sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({', '.join('?' * len(states))})"
+        if executor is not None:
+            sql, states = sql + " AND executor = ?", [*states, executor]
         return self._read(sql, states)[0][0]
 
     def workers(self) -> list[dict]:
@@ -277,10 +311,11 @@ class JobStore:
     # --- state transitions ---------------------------------------------------------------------
 
     def claim_next(self, worker_pid: int | None = None) -> Job | None:
-        """Atomically take the oldest queued job and mark it running (no child pid yet)."""
+        """Atomically take the oldest queued local job and mark it running (no child pid yet)."""
 
         def claim(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            row = conn.execute("SELECT id FROM jobs WHERE state = 'queued' AND executor = ? ORDER BY id LIMIT 1",
+                               (LOCAL,)).fetchone()
             if row is None:
                 return None
             now = _now()
@@ -293,6 +328,28 @@ class JobStore:
     def mark_running(self, job_id: int | str, pid: int, pid_start: str | None = None) -> bool:
         """Record the child process of a claimed job (the worker calls this right after starting it)."""
         return self._update(job_id, "state = 'running'", pid=pid, pid_start=pid_start, heartbeat=_now())
+
+    def mark_started(self, job_id: int | str, pid: int, message: str) -> bool:
+        """A job run elsewhere (a Ray trial) started or restarted: ``pid`` on its node, ``message`` where."""
+        return self._update(job_id, "state IN ('queued', 'running')", state="running", pid=pid, message=message,
+                            started=_now(), heartbeat=_now())
+
+    def beat_jobs(self, owner: int) -> None:
+        """The process running jobs elsewhere (``owner``, a Ray sweep driver) is alive."""
+        self._write(lambda conn: conn.execute("UPDATE jobs SET heartbeat = ? WHERE worker_pid = ? AND executor != ? "
+                                              "AND state IN ('queued', 'running')", (_now(), owner, LOCAL)))
+
+    def fail_orphans(self, stale_after: float, message: str) -> list[int]:
+        """Fail the active jobs of other executors whose owner has not beaten for ``stale_after`` seconds."""
+
+        def settle(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute("SELECT id FROM jobs WHERE executor != ? AND state IN ('queued', 'running') "
+                                "AND COALESCE(heartbeat, created) < ?", (LOCAL, _now() - stale_after)).fetchall()
+            conn.executemany("UPDATE jobs SET state = 'failed', finished = ?, error = ? WHERE id = ?",
+                             [(_now(), message, row["id"]) for row in rows])
+            return [row["id"] for row in rows]
+
+        return self._write(settle)
 
     def adopt(self, job_id: int | str, worker_pid: int) -> bool:
         """A new worker takes over watching a running job whose child outlived its worker."""
@@ -373,6 +430,11 @@ class JobStore:
         if message is not None:
             values["message"] = message
         return self._update(job_id, "state IN ('queued', 'running')", **values)
+
+
+# What a reused row (a sweep's trial run again) forgets of its previous attempt.
+_RESET = ("started", "finished", "epoch", "epochs", "step", "total_steps", "loss", "val_cer", "val_f1", "message",
+          "pid", "pid_start", "heartbeat", "error")
 
 
 def _job_id(job_id: int | str) -> int:
