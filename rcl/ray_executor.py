@@ -28,7 +28,7 @@ from rcl.jobs.processes import PACKAGE_ROOT
 from rcl.jobs.progress import progress_reporter
 
 if TYPE_CHECKING:
-    from rcl.sweep import Trial
+    from rcl.grid import Trial
 
 ADDRESS_ENV = "RCL_RAY_ADDRESS"
 MAX_RETRIES = 3

@@ -27,8 +27,8 @@ def _items(text: str) -> list[str]:
 
 
 def add_sweep(p: argparse.ArgumentParser) -> None:
+    from rcl.grid import EXECUTORS
     from rcl.ray_executor import ADDRESS_ENV, MAX_RETRIES
-    from rcl.sweep import EXECUTORS
 
     add_train_options(p)
     grid = p.add_argument_group("the grid (each axis multiplies the trials; a train option fixes the rest)")
@@ -56,7 +56,7 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
 
 
 def configs_from_args(args: argparse.Namespace):
-    from rcl.sweep import ablation_methods, custom_methods, grid_configs
+    from rcl.grid import ablation_methods, custom_methods, grid_configs
 
     base = config_from_args(args)
     if args.ablation and (args.losses or args.alphas or args.betas):
@@ -92,7 +92,7 @@ class Reporter:
 @command("sweep", "run a grid of trainings (losses × α × β × models × datasets × seeds, or the paper's "
          "ablation) on this machine or a Ray cluster; finished trials are skipped", add_sweep)
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from rcl.sweep import load_plan, plan, run_sweep, split_finished
+    from rcl.grid import load_plan, plan, run_sweep, split_finished
 
     if args.plan:
         configs, out, group = load_plan(args.plan)

@@ -340,16 +340,17 @@ class JobStore:
                                               "AND state IN ('queued', 'running')", (_now(), owner, LOCAL)))
 
     def fail_orphans(self, stale_after: float, message: str) -> list[int]:
-        """Fail the active jobs of other executors whose owner has not beaten for ``stale_after`` seconds."""
+        """Fail the active jobs of other executors whose owner has not beaten for ``stale_after`` seconds.
 
-        def settle(conn: sqlite3.Connection) -> list[int]:
-            rows = conn.execute("SELECT id FROM jobs WHERE executor != ? AND state IN ('queued', 'running') "
-                                "AND COALESCE(heartbeat, created) < ?", (LOCAL, _now() - stale_after)).fetchall()
-            conn.executemany("UPDATE jobs SET state = 'failed', finished = ?, error = ? WHERE id = ?",
-                             [(_now(), message, row["id"]) for row in rows])
-            return [row["id"] for row in rows]
-
-        return self._write(settle)
+        Only reads unless there is such a job, so listing jobs still works on a read-only store.
+        """
+        stale = ("executor != ? AND state IN ('queued', 'running') AND COALESCE(heartbeat, created) < ?")
+        params = (LOCAL, _now() - stale_after)
+        ids = [row["id"] for row in self._read(f"SELECT id FROM jobs WHERE {stale}", params)]
+        if ids:
+            self._write(lambda conn: conn.execute(f"UPDATE jobs SET state = 'failed', finished = ?, error = ? "
+                                                  f"WHERE {stale}", (_now(), message, *params)))
+        return ids
 
     def adopt(self, job_id: int | str, worker_pid: int) -> bool:
         """A new worker takes over watching a running job whose child outlived its worker."""

@@ -1,4 +1,4 @@
-"""Sweeps: a grid of training runs and the executors that run it, each trial one ``TrainConfig``.
+"""A grid of training runs (a sweep) and the executors that run it, each trial one ``TrainConfig``.
 
 A grid is datasets × models × seeds × methods, where a method is a loss with its α/β (a custom
 grid: ``losses × alphas × betas``, α/β only for losses that take the severity matrix) or one of the
@@ -64,13 +64,15 @@ def ablation_methods() -> list[Method]:
 
 def custom_methods(losses: Sequence[str], alphas: Sequence[float] | None = None,
                    betas: Sequence[float] | None = None) -> list[Method]:
-    """``losses``, each matrix-taking loss once per (α, β) of ``alphas × betas`` (given ones only)."""
+    """``losses``, each matrix-taking loss once per (α, β) of ``alphas × betas``; an axis not given
+    keeps the base config's value (and stays out of the trial's name)."""
     if not losses:
         raise ValueError("losses: name at least one loss, e.g. ce,focal,rcl")
     methods = []
     for loss in dict.fromkeys(loss_spec(name).name for name in losses):
         if loss_spec(loss).takes_matrix and (alphas or betas):
-            methods += [Method(f"{loss}-a{a:g}-b{b:g}", loss, float(a), float(b))
+            methods += [Method("-".join([loss, *([f"a{a:g}"] if a is not None else []),
+                                         *([f"b{b:g}"] if b is not None else [])]), loss, a, b)
                         for a in (alphas or [None]) for b in (betas or [None])]
         else:
             methods.append(Method(loss, loss))
@@ -96,12 +98,13 @@ def grid_configs(base: TrainConfig, methods: Sequence[Method], seeds: Iterable[i
                 for method in methods:
                     parts = [method.label, *([model] if len(models) > 1 else []),
                              *([_data_tag(data)] if len(datasets) > 1 else []), f"seed{seed}"]
-                    params = base.loss_params if method.loss == base.loss and method.alpha is None else {}
+                    own = method.alpha is None and method.beta is None  # the base's matrix and parameters
+                    params = base.loss_params if method.loss == base.loss and own else {}
                     configs.append(replace(
                         base, data=_pinned(data), model=model, seed=int(seed), loss=method.loss, loss_params=params,
                         alpha=base.alpha if method.alpha is None else method.alpha,
                         beta=base.beta if method.beta is None else method.beta,
-                        matrix=base.matrix if method.alpha is None else None, name="-".join(parts)))
+                        matrix=base.matrix if own else None, name="-".join(parts)))
     return configs
 
 
