@@ -56,6 +56,17 @@ class Trial:
         return self.run_dir.name
 
 
+def number_list(text: str | None, kind: type = float, name: str = "values") -> list | None:
+    """``"1, 5,10"`` → ``[1.0, 5.0, 10.0]`` (``kind`` int or float); empty → None (the axis is not given)."""
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    try:
+        return [kind(item) for item in items] or None
+    except ValueError:
+        example = "0,1,2" if kind is int else "1,5,10"
+        raise ValueError(f"{name}: expected {'whole numbers' if kind is int else 'numbers'} separated by commas "
+                         f"like {example}, got {text!r}") from None
+
+
 def ablation_methods() -> list[Method]:
     """The paper's grid: the 4 baselines, then the 7 RCL configurations (display names as labels)."""
     return ([Method(label, loss) for label, loss in BASELINES.items()]
@@ -106,6 +117,24 @@ def grid_configs(base: TrainConfig, methods: Sequence[Method], seeds: Iterable[i
                         beta=base.beta if method.beta is None else method.beta,
                         matrix=base.matrix if own else None, name="-".join(parts)))
     return configs
+
+
+def sweep_configs(base: TrainConfig, *, ablation: bool = False, losses: Sequence[str] | None = None,
+                  alphas: Sequence[float] | str | None = None, betas: Sequence[float] | str | None = None,
+                  seeds: Sequence[int] | str | None = None, models: Sequence[str] | None = None,
+                  datasets: Sequence[str] | None = None) -> list[TrainConfig]:
+    """The configs of a sweep as the CLI and the Train page describe it; number axes may be ``"1,5"`` text.
+
+    ``ablation``: the paper's 11 methods (then no ``losses``/``alphas``/``betas``); else ``losses``
+    (default: the base's) with ``alphas × betas`` for the losses that take the matrix.
+    """
+    alphas, betas = (number_list(v, float, n) if isinstance(v, str) else v for v, n in ((alphas, "alphas"),
+                                                                                        (betas, "betas")))
+    seeds = number_list(seeds, int, "seeds") if isinstance(seeds, str) else seeds
+    if ablation and (losses or alphas or betas):
+        raise ValueError("the ablation is the paper's grid: leave out losses, alphas and betas")
+    methods = ablation_methods() if ablation else custom_methods(losses or [base.loss], alphas, betas)
+    return grid_configs(base, methods, seeds=seeds, models=models, datasets=datasets)
 
 
 def _data_tag(data: str) -> str:
@@ -268,8 +297,10 @@ def grid_rows(jobs: Iterable[Job]) -> list[dict]:
                                                                                "cancelled")}
         state = ("running" if counts["queued"] + counts["running"] else
                  "failed" if counts["failed"] + counts["cancelled"] else "done")
+        summary = " · ".join([f"{counts['done']}/{len(members)} done",
+                              *(f"{counts[s]} {s}" for s in ("running", "queued", "failed", "cancelled") if counts[s])])
         rows.append({"group": group, "executor": ", ".join(sorted({j.executor for j in members})),
-                     "trials": len(members), **counts, "state": state,
+                     "trials": len(members), **counts, "state": state, "summary": summary,
                      "progress": sum(job_fraction(j) for j in members) / len(members),
                      "created": min(j.created for j in members)})
     return sorted(rows, key=lambda row: row["created"], reverse=True)

@@ -35,6 +35,11 @@ MAX_RETRIES = 3
 RETRY_EXCEPTIONS = [OSError]  # shared storage that blinked; a bad config or dataset fails at once
 
 
+def default_address() -> str | None:
+    """The Ray cluster sweeps go to unless told otherwise: ``$RCL_RAY_ADDRESS`` (None: a local Ray)."""
+    return os.environ.get(ADDRESS_ENV) or None
+
+
 def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     """Connect to the Ray cluster at ``address`` (default ``$RCL_RAY_ADDRESS``; none: a local Ray).
 
@@ -45,7 +50,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    address = address or os.environ.get(ADDRESS_ENV) or None
+    address = address or default_address()
     if address is None and PACKAGE_ROOT.name not in ("site-packages", "dist-packages"):
         # A local Ray's workers inherit this environment: let them import this checkout of rcl.
         os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p)

@@ -9,7 +9,7 @@ import json
 import sqlite3
 
 import pytest
-from helpers import write_run
+from helpers import ROOT, write_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from job_helpers import fake_command, write_fake_trainer
@@ -153,6 +153,7 @@ def test_grid_progress_counts_steps_of_running_trials_and_whole_finished_ones():
     assert [r["group"] for r in rows] == ["other", "g"]  # newest first
     g = rows[1]
     assert (g["trials"], g["done"], g["running"], g["failed"], g["state"]) == (3, 1, 1, 1, "running")
+    assert g["summary"] == "1/3 done · 1 running · 1 failed"
     assert g["progress"] == pytest.approx((1 + 0.5 + 0) / 3)
     assert [r["message"] for r in grid.trial_rows(jobs, "g")] == ["", "", "boom"]
 
@@ -166,4 +167,49 @@ def test_the_cli_lists_a_grid_without_running_it(tmp_path, capsys):
 
 def test_the_cli_refuses_a_mixed_grid_in_one_line(capsys):
     assert main(["sweep", "--ablation", "--losses", "ce", "--dry-run"]) == 2
-    assert "leave out --losses" in capsys.readouterr().err
+    assert "leave out losses" in capsys.readouterr().err
+
+
+def test_number_axes_may_be_text_and_a_bad_item_is_named():
+    configs = grid.sweep_configs(TrainConfig(), losses=["rcl"], alphas="1, 5", seeds="0,1")
+    assert [c.name for c in configs] == ["rcl-a1-seed0", "rcl-a5-seed0", "rcl-a1-seed1", "rcl-a5-seed1"]
+    with pytest.raises(ValueError, match="seeds: expected whole numbers"):
+        grid.sweep_configs(TrainConfig(), seeds="0,x")
+
+
+def _train_page():
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(ROOT / "pages" / "2_Train.py"), default_timeout=90).run()
+
+
+def test_the_train_page_sends_a_custom_grid_to_this_machine_and_shows_it_as_one_row(monkeypatch):
+    monkeypatch.setattr(grid, "ensure_worker", lambda store: None)
+    at = _train_page()
+    at.radio(key="grid_kind").set_value("custom")
+    at.multiselect(key="grid_losses").set_value(["ce", "rcl"])
+    at.text_input(key="grid_betas").set_value("10,20")
+    at.text_input(key="grid_seeds").set_value("0")
+    at.button(key="FormSubmitter:grid_form-Launch grid").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("3 trials sent to this machine" in s.value for s in at.success), [e.value for e in at.error]
+    jobs = JobStore().list()
+    assert sorted(j.name for j in jobs) == ["ce-seed0", "rcl-b10-seed0", "rcl-b20-seed0"]
+    assert len({j.group for j in jobs}) == 1
+    assert [e.label for e in at.expander] == [f"{jobs[0].group} · local · 0/3 done · 3 queued"]
+
+
+def test_the_train_page_sends_the_ablation_to_a_ray_cluster_through_a_background_driver(monkeypatch):
+    started = []
+    monkeypatch.setattr(grid.subprocess, "Popen", lambda command, **kw: started.append(command))
+    at = _train_page()
+    at.text_input(key="grid_seeds").set_value("0,1")
+    at.radio(key="grid_target").set_value("Ray cluster")
+    at.text_input(key="grid_address").set_value("ray://head:10001")
+    at.button(key="FormSubmitter:grid_form-Launch grid").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("22 trials sent to the Ray cluster" in s.value for s in at.success), [e.value for e in at.error]
+    [command] = started
+    assert command[command.index("--executor") + 1] == "ray" and command[-1] == "ray://head:10001"
+    configs, _, group = grid.load_plan(command[command.index("--plan") + 1])
+    assert len(configs) == 22 and configs[0].name == "CE-seed0" and group.startswith("sweep-")

@@ -8,18 +8,17 @@ from rcl.cli import command, fmt, print_table
 from rcl.cli.training import add_train_options, config_from_args
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in _items(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,5,10, got {text!r}") from None
+def _numbers(kind: type, name: str):
+    """An argparse type: ``A,B`` as a list of ``kind`` (the library's parser, its message on a bad item)."""
+    from rcl.grid import number_list
 
+    def parse(text: str) -> list:
+        try:
+            return number_list(text, kind, name)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-def _ints(text: str) -> list[int]:
-    try:
-        return [int(v) for v in _items(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected whole numbers like 0,1,2, got {text!r}") from None
+    return parse
 
 
 def _items(text: str) -> list[str]:
@@ -33,9 +32,9 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
     add_train_options(p)
     grid = p.add_argument_group("the grid (each axis multiplies the trials; a train option fixes the rest)")
     grid.add_argument("--losses", type=_items, metavar="A,B", help="losses, e.g. ce,focal,rcl (default: --loss)")
-    grid.add_argument("--alphas", type=_floats, metavar="A,B", help="false-alarm penalties, for losses that take the matrix")
-    grid.add_argument("--betas", type=_floats, metavar="A,B", help="miss penalties, for losses that take the matrix")
-    grid.add_argument("--seeds", type=_ints, metavar="A,B", help="seeds (default: --seed)")
+    grid.add_argument("--alphas", type=_numbers(float, "--alphas"), metavar="A,B", help="false-alarm penalties, for losses that take the matrix")
+    grid.add_argument("--betas", type=_numbers(float, "--betas"), metavar="A,B", help="miss penalties, for losses that take the matrix")
+    grid.add_argument("--seeds", type=_numbers(int, "--seeds"), metavar="A,B", help="seeds (default: --seed)")
     grid.add_argument("--models", type=_items, metavar="A,B", help="models (default: --model)")
     grid.add_argument("--datasets", type=_items, metavar="A,B", help="datasets (default: --data)")
     grid.add_argument("--ablation", action="store_true",
@@ -56,14 +55,10 @@ def add_sweep(p: argparse.ArgumentParser) -> None:
 
 
 def configs_from_args(args: argparse.Namespace):
-    from rcl.grid import ablation_methods, custom_methods, grid_configs
+    from rcl.grid import sweep_configs
 
-    base = config_from_args(args)
-    if args.ablation and (args.losses or args.alphas or args.betas):
-        raise ValueError("--ablation is the paper's grid: leave out --losses, --alphas and --betas")
-    methods = ablation_methods() if args.ablation else custom_methods(args.losses or [base.loss], args.alphas,
-                                                                      args.betas)
-    return grid_configs(base, methods, seeds=args.seeds, models=args.models, datasets=args.datasets)
+    return sweep_configs(config_from_args(args), ablation=args.ablation, losses=args.losses, alphas=args.alphas,
+                         betas=args.betas, seeds=args.seeds, models=args.models, datasets=args.datasets)
 
 
 def _penalties(config) -> dict:
