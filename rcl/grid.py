@@ -24,6 +24,7 @@ from pathlib import Path
 from rcl import paths
 from rcl.config import SYNTHETIC, TrainConfig
 from rcl.jobs import JobStore, ensure_worker
+from rcl.jobs.client import ORPHAN_AFTER
 from rcl.jobs.job import Job
 from rcl.jobs.processes import child_env, python_command
 from rcl.loss_registry import loss_spec
@@ -182,6 +183,25 @@ def _same_config(trial: Trial) -> bool:
     return all(saved.get(key) == mine[key] for key in mine if key not in EXECUTION_FIELDS)
 
 
+def refuse_busy(trials: Sequence[Trial], executor: str, store: JobStore) -> None:
+    """Refuse trials that another process is running: a live Ray sweep's, or (for Ray) the local worker's.
+
+    Two processes training one run folder would race on its partial folder; a local trial still
+    queued or running is simply left to the worker when the sweep runs locally again.
+    """
+    folders = {t.run_dir for t in trials}
+    now = time.time()
+    for job in store.list(states=["queued", "running"]):
+        if job.run_dir not in folders:
+            continue
+        if job.executor != "local" and now - (job.heartbeat or job.created) < ORPHAN_AFTER:
+            raise ValueError(f"trial {job.name} is being run by another sweep (pid {job.worker_pid}, job {job.id}): "
+                             f"wait for it (`rcl jobs --group {job.group}`) or cancel it first")
+        if job.executor == "local" and executor != "local":
+            raise ValueError(f"trial {job.name} is {job.state} on this machine's worker (job {job.id}): "
+                             "let it finish, or `rcl cancel` it, before sending the sweep to Ray")
+
+
 def sweep_group(trials: Sequence[Trial]) -> str:
     """A name for the sweep that is the same every time the same grid runs into the same folder."""
     digest = hashlib.sha1("\n".join(str(t.run_dir) for t in trials).encode()).hexdigest()[:8]
@@ -232,7 +252,9 @@ def run_sweep(configs: Sequence[TrainConfig], out: str | Path | None = None, exe
     trials = plan(configs, out)
     todo, finished = split_finished(trials)
     group = group or sweep_group(trials)
-    jobs = EXECUTORS[executor](todo, group, store or JobStore(), **options) if todo else []
+    store = store or JobStore()
+    refuse_busy(todo, executor, store)
+    jobs = EXECUTORS[executor](todo, group, store, **options) if todo else []
     return {"group": group, "trials": trials, "skipped": finished, "jobs": jobs}
 
 

@@ -213,3 +213,18 @@ def test_the_train_page_sends_the_ablation_to_a_ray_cluster_through_a_background
     assert command[command.index("--executor") + 1] == "ray" and command[-1] == "ray://head:10001"
     configs, _, group = grid.load_plan(command[command.index("--plan") + 1])
     assert len(configs) == 22 and configs[0].name == "CE-seed0" and group.startswith("sweep-")
+
+
+def test_a_trial_another_process_runs_is_refused_not_run_twice(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(grid, "ensure_worker", lambda store: None)
+    configs = [TrainConfig(name="a", epochs=1)]
+    store.submit_many(configs, group="g", run_dirs=[tmp_path / "out" / "a"], executor="ray", owner=99)
+    for executor in ("local", "ray"):
+        with pytest.raises(ValueError, match="being run by another sweep"):
+            grid.run_sweep(configs, tmp_path / "out", executor, store=store)
+    with sqlite3.connect(store.path) as conn:  # that sweep's driver went quiet: its trial may be taken over
+        conn.execute("UPDATE jobs SET created = created - ?", (ORPHAN_AFTER + 1,))
+    [job] = grid.run_sweep(configs, tmp_path / "out", "local", store=store, wait=False)["jobs"]
+    assert (job.executor, job.state) == ("local", "queued")
+    with pytest.raises(ValueError, match="queued on this machine's worker"):
+        grid.run_sweep(configs, tmp_path / "out", "ray", store=store)
