@@ -46,6 +46,8 @@ def test_the_cli_sweep_on_ray_leaves_four_complete_run_folders_and_a_second_run_
     assert all(j.epoch == 1 and j.epochs == 1 and j.val_f1 is not None for j in jobs)  # progress reached the store
     assert all("on Ray node" in (j.message or "") or j.message == "training finished" for j in jobs)
     capsys.readouterr()
+    assert main(["jobs"]) == 0
+    assert capsys.readouterr().out.count("  done   ray  ") == 4  # `rcl jobs` shows the Ray trials
     assert main(argv) == 0  # run again: every trial is finished, nothing trains
     assert "4 finished before (skipped), 0 done" in capsys.readouterr().out
 
