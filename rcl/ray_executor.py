@@ -86,6 +86,9 @@ class Relay:
         events, self.events = self.events, []
         return events
 
+    def sync(self) -> None:
+        """Nothing: a trial waits for this call so that its earlier posts (run in order) are in."""
+
 
 class RelaySink:
     """Looks like a job store to :func:`progress_reporter`; each update goes to the relay actor."""
@@ -100,6 +103,8 @@ class RelaySink:
 
 def train_trial(job_id: int, config: dict, run_dir: str, relay) -> str:
     """One trial, run by a Ray worker: train ``config`` into ``run_dir``, logging to the job's ``train.log``."""
+    import ray
+
     from rcl.config import TrainConfig
     from rcl.train import run_training
 
@@ -113,6 +118,7 @@ def train_trial(job_id: int, config: dict, run_dir: str, relay) -> str:
     with log.open("a") as stream, contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
         print(f"trial {run_dir.name} on {socket.gethostname()} (pid {os.getpid()})", flush=True)
         run_training(TrainConfig.from_dict(config), run_dir, progress_reporter(job_id, RelaySink(relay)))
+    ray.get(relay.sync.remote())  # the last epoch's figures reach the driver before the task's result
     return "trained"
 
 

@@ -228,3 +228,14 @@ def test_a_trial_another_process_runs_is_refused_not_run_twice(store, tmp_path, 
     assert (job.executor, job.state) == ("local", "queued")
     with pytest.raises(ValueError, match="queued on this machine's worker"):
         grid.run_sweep(configs, tmp_path / "out", "ray", store=store)
+
+
+def test_a_trial_asks_ray_for_a_gpu_where_the_cluster_has_them_and_a_cpu_otherwise():
+    from rcl.ray_executor import trial_resources
+
+    assert trial_resources({"CPU": 32, "GPU": 4}) == {"num_cpus": 1.0, "num_gpus": 1.0}
+    assert trial_resources({"CPU": 32, "GPU": 4}, gpus_per_trial=0.5, cpus_per_trial=4) == {"num_cpus": 4,
+                                                                                            "num_gpus": 0.5}
+    assert trial_resources({"CPU": 2}) == {"num_cpus": 1.0, "num_gpus": 0}
+    with pytest.raises(ValueError, match="gpus_per_trial"):
+        trial_resources({"GPU": 2}, gpus_per_trial=0)
