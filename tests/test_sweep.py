@@ -239,3 +239,12 @@ def test_a_trial_asks_ray_for_a_gpu_where_the_cluster_has_them_and_a_cpu_otherwi
     assert trial_resources({"CPU": 2}) == {"num_cpus": 1.0, "num_gpus": 0}
     with pytest.raises(ValueError, match="gpus_per_trial"):
         trial_resources({"GPU": 2}, gpus_per_trial=0)
+
+
+def test_threads_sharing_a_fresh_store_never_read_before_its_tables_exist(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for i in range(10):
+        fresh = JobStore(tmp_path / f"s{i}" / "jobs.sqlite")
+        with ThreadPoolExecutor(4) as pool:
+            assert list(pool.map(lambda _: fresh.list(), range(4))) == [[]] * 4

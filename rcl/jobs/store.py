@@ -17,6 +17,7 @@ import os
 import random
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -61,18 +62,22 @@ class JobStore:
         # The file is first opened (and migrated) on first use, so a page can hold a store whose
         # file is damaged and show the fault where it reads, as a message, not at import.
         self._schema_checked = False
+        self._schema_lock = threading.RLock()  # threads sharing a store: one migrates, the others wait
+        self._migrating = False
 
     # --- connections ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         if not self._schema_checked:
-            self._schema_checked = True  # _migrate connects too
-            try:
-                self._migrate()
-            except BaseException:
-                self._schema_checked = False
-                raise
+            with self._schema_lock:
+                if not self._schema_checked and not self._migrating:  # _migrate connects too
+                    self._migrating = True
+                    try:
+                        self._migrate()
+                        self._schema_checked = True
+                    finally:
+                        self._migrating = False
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
