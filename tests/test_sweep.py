@@ -247,4 +247,4 @@ def test_threads_sharing_a_fresh_store_never_read_before_its_tables_exist(tmp_pa
     for i in range(10):
         fresh = JobStore(tmp_path / f"s{i}" / "jobs.sqlite")
         with ThreadPoolExecutor(4) as pool:
-            assert list(pool.map(lambda _: fresh.list(), range(4))) == [[]] * 4
+            assert list(pool.map(lambda _, store=fresh: store.list(), range(4))) == [[]] * 4
