@@ -135,4 +135,54 @@ def job_panel() -> None:
 
 
 job_panel()
+
+
+# --- grids: the paper's ablation or a custom grid, on this machine or a Ray cluster ---------------------
+# (rcl.grid builds and launches them; trials use the form above for everything but loss, α/β and seed)
+with st.form("grid_form"):
+    st.subheader("Grid of runs")
+    g1, g2, g3 = st.columns(3)
+    grid_kind = g1.radio("Grid", ["the paper's ablation (11 methods)", "custom"], key="grid_kind")
+    grid_losses = g1.multiselect("Losses (custom grid)", list(rcl.LOSSES), default=["ce", "focal", "rcl"],
+                                 key="grid_losses")
+    grid_alphas = g2.text_input("α values for losses using the matrix (e.g. 1,5,10)", key="grid_alphas")
+    grid_betas = g2.text_input("β values for losses using the matrix (e.g. 10,20)", key="grid_betas")
+    grid_seeds = g2.text_input("Seeds", "0,1,2", key="grid_seeds")
+    grid_target = g3.radio("Run on", ["this machine", "Ray cluster"], key="grid_target")
+    grid_address = g3.text_input("Ray cluster address (empty: start Ray on this machine)",
+                                 rcl.default_ray_address() or "", key="grid_address")
+    launch_grid = st.form_submit_button("Launch grid")
+if launch_grid:
+    with guard("could not launch the grid"):
+        custom = grid_kind == "custom"
+        configs = rcl.sweep_configs(build_config(), ablation=not custom, losses=grid_losses if custom else None,
+                                    alphas=grid_alphas if custom else None, betas=grid_betas if custom else None,
+                                    seeds=grid_seeds)
+        on_ray = grid_target == "Ray cluster"
+        group = rcl.launch_sweep(configs, "ray" if on_ray else "local", grid_address.strip() or None)
+        st.success(f"Grid {group}: {len(configs)} trials sent to "
+                   f"{'the Ray cluster' if on_ray else 'this machine'}; finished ones are skipped.")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def grid_panel() -> None:
+    with guard("grid list"):
+        everything = store.list()
+        grids = rcl.grid_rows(everything)
+        if not grids:
+            return
+        st.caption("Validation CER and F1 of each trial: argmax decisions on its validation split.")
+        for grid in grids:
+            with st.expander(f"{grid['group']} · {grid['executor']} · {grid['summary']}",
+                             expanded=grid["state"] == "running"):
+                st.progress(grid["progress"], text=f"{grid['progress']:.0%} of {grid['trials']} trials")
+                st.dataframe(pd.DataFrame(rcl.trial_rows(everything, grid["group"])), hide_index=True,
+                             width="stretch", column_config={
+                                 "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                                             format="percent"),
+                                 "val CER": st.column_config.NumberColumn(format="%.3f"),
+                                 "val F1": st.column_config.NumberColumn(format="%.3f")})
+
+
+grid_panel()
 disclaimer()

@@ -4,27 +4,21 @@ Focal, LS and the 7 RCL configurations, each over N seeds, summarised as mean ±
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from rcl.config import TrainConfig
-from rcl.paper import ABLATION_CONFIGS, BASELINES, METHODS
+from rcl.grid import ablation_methods, grid_configs
+from rcl.paper import METHODS
 from rcl.text import MISSING
 
 
 def ablation_configs(base: TrainConfig, seeds: Iterable[int]) -> list[TrainConfig]:
-    """One config per (method, seed), derived from ``base`` by changing loss, α/β, seed and name."""
-    configs = []
-    for seed in seeds:
-        for method, loss in BASELINES.items():
-            configs.append(replace(base, loss=loss, matrix=None, loss_params={}, seed=seed, name=f"{method}-seed{seed}"))
-        for method, (alpha, beta) in ABLATION_CONFIGS.items():
-            configs.append(replace(base, loss="rcl", alpha=alpha, beta=beta, matrix=None, loss_params={},
-                                   seed=seed, name=f"{method}-seed{seed}"))
-    return configs
+    """One config per (seed, method), derived from ``base`` by changing loss, α/β, seed and name
+    (``RCL-Proposed-seed2``): the sweep grid of the paper's methods (:func:`rcl.grid.grid_configs`)."""
+    return grid_configs(base, ablation_methods(), seeds=seeds)
 
 
 def method_of(name: str) -> str:

@@ -78,10 +78,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     if not jobs:
         print(f"no jobs in {paths.jobs_db()}: try `rcl submit --data synthetic --epochs 3`")
     now = time.time()
-    print_table([{"id": job.id, "name": job.name, "state": job.state, "progress": job.progress,
+    print_table([{"id": job.id, "name": job.name, "state": job.state, "on": job.executor, "progress": job.progress,
                   "val_cer": fmt(job.val_cer) if job.epoch else "", "val_f1": fmt(job.val_f1) if job.epoch else "",
                   "run": job.run_id, "age": _age(now - job.created)} for job in jobs],
-                ["id", "name", "state", "progress", "val_cer", "val_f1", "run", "age"])
+                ["id", "name", "state", "on", "progress", "val_cer", "val_f1", "run", "age"])
     for job in jobs:
         if job.state == "failed" and job.error:
             print(f"job {job.id} failed: {job.error.splitlines()[0]} (`rcl logs {job.id}`)")

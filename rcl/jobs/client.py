@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from rcl import paths
-from rcl.jobs.job import Job
+from rcl.jobs.job import LOCAL, Job
 from rcl.jobs.logs import tail as read_tail
 from rcl.jobs.processes import child_env, pid_alive, python_command
 from rcl.jobs.store import JobStore
@@ -48,8 +48,8 @@ def worker_status(store: JobStore | None = None, revive: bool = True) -> dict:
             status.update(alive=True, pid=row["pid"], heartbeat=row["heartbeat"], started=row["started"],
                           max_parallel=row["max_parallel"])
             break
-    status["running"] = [job.id for job in store.list(states=["running"])]
-    status["queued"] = store.count("queued")
+    status["running"] = [job.id for job in store.list(states=["running"], executor=LOCAL)]
+    status["queued"] = store.count("queued", LOCAL)
     if revive and autostart() and not status["alive"] and (status["queued"] or status["running"]):
         status["revived"] = ensure_worker(store=store)
     return status
@@ -93,7 +93,18 @@ def list_jobs(states: Iterable[str] | str | None = None, group: str | None = Non
     """The jobs (queue order) and the worker's status; a needed worker is started on the way."""
     store = store or JobStore()
     status = worker_status(store)
+    settle_orphans(store)
     return store.list(states=states, group=group), status
+
+
+ORPHAN_AFTER = 60.0  # seconds without a heartbeat after which a job run elsewhere has lost its driver
+STOPPED = ("the sweep stopped before this trial finished: run the same sweep again (finished trials are "
+           "skipped, the others resume from their last epoch)")
+
+
+def settle_orphans(store: JobStore | None = None) -> list[int]:
+    """Fail the trials of a sweep driver (``rcl sweep --executor ray``) that stopped without settling them."""
+    return (store or JobStore()).fail_orphans(ORPHAN_AFTER, STOPPED)
 
 
 def cancel(job_ids: Iterable[int | str], store: JobStore | None = None) -> list[Job]:

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 ACTIVE_STATES = ("queued", "running")
+LOCAL = "local"  # the executor of jobs the local worker runs; a sweep may hand its trials to "ray"
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Job:
     cancel_requested: bool = False
     error: str | None = None
     pid_start: str | None = None
+    executor: str = LOCAL
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Job:

@@ -17,6 +17,7 @@ import os
 import random
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
@@ -24,7 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcl import paths
-from rcl.jobs.job import STATES, Job, job_dir
+from rcl.jobs.job import ACTIVE_STATES, LOCAL, STATES, Job, job_dir
+from rcl.jobs.schema import MIGRATIONS, SCHEMA_VERSION, JobStoreError, store_error
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "JobNotFound", "JobStore", "JobStoreError", "store_error"]
 
 if TYPE_CHECKING:
     from rcl.config import TrainConfig
@@ -34,78 +38,8 @@ BUSY_TIMEOUT_MS = 30_000
 LOCK_RETRIES = 8
 MAX_JOB_ID = 2**63 - 1  # SQLite's INTEGER range
 
-# Each entry upgrades the schema from version i to i + 1; append, never edit, so old stores migrate.
-MIGRATIONS: list[list[str]] = [
-    [
-        """CREATE TABLE jobs (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            name TEXT NOT NULL,
-            group_name TEXT,
-            config TEXT NOT NULL,
-            state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
-            run_dir TEXT UNIQUE,
-            created REAL NOT NULL,
-            started REAL,
-            finished REAL,
-            epoch INTEGER,
-            epochs INTEGER,
-            step INTEGER,
-            total_steps INTEGER,
-            loss REAL,
-            val_cer REAL,
-            val_f1 REAL,
-            message TEXT,
-            pid INTEGER,
-            worker_pid INTEGER,
-            heartbeat REAL,
-            cancel_requested INTEGER NOT NULL DEFAULT 0,
-            error TEXT
-        )""",
-        "CREATE INDEX jobs_state ON jobs (state, id)",
-        "CREATE INDEX jobs_group ON jobs (group_name)",
-        """CREATE TABLE workers (
-            pid INTEGER PRIMARY KEY,
-            host TEXT NOT NULL,
-            started REAL NOT NULL,
-            heartbeat REAL NOT NULL,
-            poll_interval REAL NOT NULL,
-            max_parallel INTEGER NOT NULL
-        )""",
-    ],
-    # v2: the child's start time, so a later worker can tell its own orphan from a reused pid.
-    ["ALTER TABLE jobs ADD COLUMN pid_start TEXT"],
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
 class JobNotFound(ValueError):
     """No job with that id (a ValueError, so the CLI prints it as a one-line user error)."""
-
-
-class JobStoreError(RuntimeError):
-    """The job database file itself failed (read-only, full, damaged): the message says what to do."""
-
-
-# (words in SQLite's message, what happened, what to do): the first match names the fault.
-STORE_FAULTS: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("readonly", "read-only"), "is read-only",
-     "make the file and its folder writable, or set RCL_HOME to a writable folder"),
-    (("full", "disk i/o"), "could not be written (disk full?)", "free space on that disk and retry"),
-    (("not a database", "malformed", "corrupt"), "is damaged",
-     "move it aside and retry (its job records are lost; finished run folders are kept)"),
-    (("unable to open",), "cannot be opened",
-     "check that its folder exists and is writable, or set RCL_HOME to a writable folder"),
-    (("locked", "busy"), "stayed locked by another process", "retry in a moment"),
-)
-
-
-def store_error(path: Path, exc: sqlite3.Error) -> JobStoreError:
-    """One plain sentence for a failure of the database file: what happened and what to do."""
-    text = str(exc).lower()
-    for words, what, todo in STORE_FAULTS:
-        if any(word in text for word in words):
-            return JobStoreError(f"the job database {path} {what} ({exc}): {todo}")
-    return JobStoreError(f"the job database {path} failed ({exc}): move it aside and retry")
 
 
 def _now() -> float:
@@ -128,18 +62,22 @@ class JobStore:
         # The file is first opened (and migrated) on first use, so a page can hold a store whose
         # file is damaged and show the fault where it reads, as a message, not at import.
         self._schema_checked = False
+        self._schema_lock = threading.RLock()  # threads sharing a store: one migrates, the others wait
+        self._migrating = False
 
     # --- connections ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         if not self._schema_checked:
-            self._schema_checked = True  # _migrate connects too
-            try:
-                self._migrate()
-            except BaseException:
-                self._schema_checked = False
-                raise
+            with self._schema_lock:
+                if not self._schema_checked and not self._migrating:  # _migrate connects too
+                    self._migrating = True
+                    try:
+                        self._migrate()
+                        self._schema_checked = True
+                    finally:
+                        self._migrating = False
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         try:
             conn.row_factory = sqlite3.Row
@@ -217,8 +155,20 @@ class JobStore:
         prepared = _prepare(config, name)
         return self._write(lambda conn: self._insert(conn, prepared, group))
 
-    def submit_many(self, configs: Iterable[TrainConfig | dict], group: str | None = None) -> list[Job]:
-        """Queue several configs in ONE transaction: all are stored, or (one invalid) none is."""
+    def submit_many(self, configs: Iterable[TrainConfig | dict], group: str | None = None, *,
+                    run_dirs: Iterable[Path] | None = None, executor: str = LOCAL,
+                    owner: int | None = None) -> list[Job]:
+        """Queue several configs in ONE transaction: all are stored, or (one invalid) none is.
+
+        ``run_dirs`` fixes each job's run folder (a sweep's trials): the row already kept for that
+        folder is reused, reset to ``queued`` unless it is a local job still queued or running.
+        ``executor`` says who runs the jobs (the local worker claims only ``"local"`` ones);
+        ``owner`` is the pid of the process that runs them elsewhere (a Ray sweep driver).
+        """
+        configs = list(configs)
+        folders = [None] * len(configs) if run_dirs is None else [Path(d) for d in run_dirs]
+        if len(folders) != len(configs):
+            raise ValueError(f"run_dirs: {len(folders)} folders for {len(configs)} configs")
         prepared = []
         for i, config in enumerate(configs):
             try:
@@ -226,15 +176,29 @@ class JobStore:
             except ValueError as exc:
                 label = config.get("name") if isinstance(config, dict) else config.name
                 raise ValueError(f"config {i + 1}{f' ({label})' if label else ''}: {exc}") from exc
-        return self._write(lambda conn: [self._insert(conn, p, group) for p in prepared])
+        return self._write(lambda conn: [self._insert(conn, p, group, d, executor, owner)
+                                         for p, d in zip(prepared, folders)])
 
-    def _insert(self, conn: sqlite3.Connection, prepared: tuple[str, dict], group: str | None) -> Job:
+    def _insert(self, conn: sqlite3.Connection, prepared: tuple[str, dict], group: str | None,
+                run_dir: Path | None = None, executor: str = LOCAL, owner: int | None = None) -> Job:
         name, config = prepared
+        if run_dir is not None:
+            row = conn.execute("SELECT * FROM jobs WHERE run_dir = ?", (str(run_dir),)).fetchone()
+            if row is not None:
+                if row["executor"] != LOCAL or row["state"] not in ACTIVE_STATES:  # else: it runs already
+                    conn.execute(f"UPDATE jobs SET {', '.join(f'{c} = NULL' for c in _RESET)}, state = 'queued', "
+                                 "cancel_requested = 0, name = ?, group_name = ?, config = ?, created = ?, "
+                                 "executor = ?, worker_pid = ? WHERE id = ?",
+                                 (name, group, json.dumps(config), _now(), executor, owner, row["id"]))
+                return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
         cursor = conn.execute(
-            "INSERT INTO jobs (name, group_name, config, state, created) VALUES (?, ?, ?, 'queued', ?)",
-            (name, group, json.dumps(config), _now()),
+            "INSERT INTO jobs (name, group_name, config, state, created, executor, worker_pid, run_dir) "
+            "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+            (name, group, json.dumps(config), _now(), executor, owner, None if run_dir is None else str(run_dir)),
         )
         job_id = cursor.lastrowid
+        if run_dir is not None:
+            return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
         run_dir = self.home / _run_id(name, job_id)
         # A store deleted and recreated can repeat ids; never reuse a folder (finished, training or a job's).
         while any(p.exists() for p in (run_dir, paths.partial_dir(run_dir), job_dir(run_dir))):
@@ -250,8 +214,9 @@ class JobStore:
             raise JobNotFound(f"no job with id {job_id} in {self.path} (see `rcl jobs`)")
         return Job.from_row(rows[0])
 
-    def list(self, states: Iterable[str] | None = None, group: str | None = None) -> list[Job]:
-        """Jobs in submission (= queue) order, optionally only some states or one group."""
+    def list(self, states: Iterable[str] | None = None, group: str | None = None,
+             executor: str | None = None) -> list[Job]:
+        """Jobs in submission (= queue) order, optionally only some states, one group or one executor."""
         sql, params = "SELECT * FROM jobs WHERE 1", []
         if states is not None:
             states = [states] if isinstance(states, str) else list(states)
@@ -263,11 +228,16 @@ class JobStore:
         if group is not None:
             sql += " AND group_name = ?"
             params.append(group)
+        if executor is not None:
+            sql += " AND executor = ?"
+            params.append(executor)
         return [Job.from_row(row) for row in self._read(sql + " ORDER BY id", params)]
 
-    def count(self, states: Iterable[str] | str) -> int:
+    def count(self, states: Iterable[str] | str, executor: str | None = None) -> int:
         states = [states] if isinstance(states, str) else list(states)
         sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({', '.join('?' * len(states))})"
+        if executor is not None:
+            sql, states = sql + " AND executor = ?", [*states, executor]
         return self._read(sql, states)[0][0]
 
     def workers(self) -> list[dict]:
@@ -277,10 +247,11 @@ class JobStore:
     # --- state transitions ---------------------------------------------------------------------
 
     def claim_next(self, worker_pid: int | None = None) -> Job | None:
-        """Atomically take the oldest queued job and mark it running (no child pid yet)."""
+        """Atomically take the oldest queued local job and mark it running (no child pid yet)."""
 
         def claim(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute("SELECT id FROM jobs WHERE state = 'queued' ORDER BY id LIMIT 1").fetchone()
+            row = conn.execute("SELECT id FROM jobs WHERE state = 'queued' AND executor = ? ORDER BY id LIMIT 1",
+                               (LOCAL,)).fetchone()
             if row is None:
                 return None
             now = _now()
@@ -293,6 +264,29 @@ class JobStore:
     def mark_running(self, job_id: int | str, pid: int, pid_start: str | None = None) -> bool:
         """Record the child process of a claimed job (the worker calls this right after starting it)."""
         return self._update(job_id, "state = 'running'", pid=pid, pid_start=pid_start, heartbeat=_now())
+
+    def mark_started(self, job_id: int | str, pid: int, message: str) -> bool:
+        """A job run elsewhere (a Ray trial) started or restarted: ``pid`` on its node, ``message`` where."""
+        return self._update(job_id, "state IN ('queued', 'running')", state="running", pid=pid, message=message,
+                            started=_now(), heartbeat=_now())
+
+    def beat_jobs(self, owner: int) -> None:
+        """The process running jobs elsewhere (``owner``, a Ray sweep driver) is alive."""
+        self._write(lambda conn: conn.execute("UPDATE jobs SET heartbeat = ? WHERE worker_pid = ? AND executor != ? "
+                                              "AND state IN ('queued', 'running')", (_now(), owner, LOCAL)))
+
+    def fail_orphans(self, stale_after: float, message: str) -> list[int]:
+        """Fail the active jobs of other executors whose owner has not beaten for ``stale_after`` seconds.
+
+        Only reads unless there is such a job, so listing jobs still works on a read-only store.
+        """
+        stale = ("executor != ? AND state IN ('queued', 'running') AND COALESCE(heartbeat, created) < ?")
+        params = (LOCAL, _now() - stale_after)
+        ids = [row["id"] for row in self._read(f"SELECT id FROM jobs WHERE {stale}", params)]
+        if ids:
+            self._write(lambda conn: conn.execute(f"UPDATE jobs SET state = 'failed', finished = ?, error = ? "
+                                                  f"WHERE {stale}", (_now(), message, *params)))
+        return ids
 
     def adopt(self, job_id: int | str, worker_pid: int) -> bool:
         """A new worker takes over watching a running job whose child outlived its worker."""
@@ -373,6 +367,11 @@ class JobStore:
         if message is not None:
             values["message"] = message
         return self._update(job_id, "state IN ('queued', 'running')", **values)
+
+
+# What a reused row (a sweep's trial run again) forgets of its previous attempt.
+_RESET = ("started", "finished", "epoch", "epochs", "step", "total_steps", "loss", "val_cer", "val_f1", "message",
+          "pid", "pid_start", "heartbeat", "error")
 
 
 def _job_id(job_id: int | str) -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rcl import paths
-from rcl.jobs.job import Job
+from rcl.jobs.job import LOCAL, Job
 from rcl.jobs.logs import with_log
 from rcl.jobs.processes import (
     KILL_GRACE,
@@ -179,7 +179,7 @@ class _Worker:
         """SIGTERM the process group of each cancelled job; SIGKILL it after ``kill_grace`` seconds."""
         if not self.running:
             return
-        wanted = {job.id for job in self.store.list(states=["running"]) if job.cancel_requested}
+        wanted = {job.id for job in self.store.list(states=["running"], executor=LOCAL) if job.cancel_requested}
         now = time.monotonic()
         for job_id, run in self.running.items():
             if run.term_sent is None and job_id in wanted:
@@ -191,7 +191,7 @@ class _Worker:
     def recover(self) -> None:
         """Take over the jobs a previous worker left ``running``: it is gone (we hold the lock)."""
         self.store.remove_workers(keep=os.getpid())
-        for job in self.store.list(states=["running"]):
+        for job in self.store.list(states=["running"], executor=LOCAL):
             if job.pid is None:
                 self.store.requeue(job.id)  # claimed but never started: nothing lost, it runs again
             elif is_job_child(job.pid, job.pid_start):
@@ -282,14 +282,14 @@ def run_worker(max_parallel: int | None = None, poll_interval: float = 1.0, once
                 worker.reap()
                 worker.enforce_cancels()
                 # GPUs are counted (resolve_slots) only once there is a job to place.
-                while ((not once or claimed == 0) and store.count("queued")
+                while ((not once or claimed == 0) and store.count("queued", LOCAL)
                        and len(worker.running) < len(worker.resolve_slots())):
                     job = store.claim_next(os.getpid())
                     if job is None:
                         break
                     claimed += 1
                     worker.launch(job)
-                if not worker.running and ((once and claimed) or ((once or stop_when_idle) and not store.count("queued"))):
+                if not worker.running and ((once and claimed) or ((once or stop_when_idle) and not store.count("queued", LOCAL))):
                     break
                 time.sleep(poll_interval)
         finally:
