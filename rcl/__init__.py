@@ -7,6 +7,7 @@ start fast.
 
 from importlib import import_module
 
+from rcl.answers import Answer, abstention_report
 from rcl.calibration import (
     apply_temperature,
     expected_calibration_error,
@@ -29,9 +30,8 @@ from rcl.uncertainty import bootstrap_ci, paired_difference
 __version__ = "0.1.0"
 
 # name -> (module, attribute), imported on first use: the run-folder modules reach torch through
-# the unfamiliar-image detector. Two names differ from their attribute: ``rcl.triage`` and
-# ``rcl.referral`` are modules, so the functions of those names are ``triage_image`` and
-# ``referral_flag`` here.
+# the unfamiliar-image detector. ``rcl.triage`` is a module, so its function of that name is
+# ``triage_image`` here.
 _LAZY = {
     **{name: ("rcl.runs", name) for name in ("LoadedModel", "Run", "load_model", "load_run")},
     **{name: ("rcl.listing", name) for name in ("decision_frontier", "exported_models", "folder_signature",
@@ -46,11 +46,11 @@ _LAZY = {
     "evaluate_external": ("rcl.external", "evaluate_external"),
     "TrainConfig": ("rcl.config", "TrainConfig"),
     "demo_config": ("rcl.demo", "demo_config"),
+    "example_images": ("rcl.demo", "example_images"),
     "MAX_UPLOAD_BYTES": ("rcl.triage", "MAX_UPLOAD_BYTES"),
     "STACKING": ("rcl.triage", "STACKING"),
     "gradcam": ("rcl.triage", "gradcam"),
     "read_image": ("rcl.triage", "read_image"),
-    "referral_flag": ("rcl.triage", "referral"),
     "triage_image": ("rcl.triage", "triage"),
     "JobStore": ("rcl.jobs", "JobStore"),
     "ensure_worker": ("rcl.jobs", "ensure_worker"),
@@ -66,6 +66,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Answer",
     "DISCLAIMER",
     "PAPER_RESULTS",
     "PRESETS",
@@ -75,6 +76,7 @@ __all__ = [
     "ReferralRule",
     "SeverityMatrix",
     "Taxonomy",
+    "abstention_report",
     "apply_referral",
     "apply_temperature",
     "bootstrap_ci",
