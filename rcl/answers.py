@@ -23,7 +23,7 @@ from rcl.calibration import apply_temperature
 from rcl.decision import decide
 from rcl.decision_scale import scaled_matrix
 from rcl.metrics import as_labels
-from rcl.referral import ReferralRule, uncertain
+from rcl.referral import BENIGN_CEILING, ReferralRule, uncertain
 from rcl.severity import as_matrix
 from rcl.taxonomy import Taxonomy
 from rcl.uncertainty import _check_settings, _interval, _resampled_counts, _value, confusion_metrics
@@ -130,6 +130,15 @@ def stored_band(extras: dict, taxonomy: Taxonomy) -> tuple[float | None, float |
     return low, high, f"a fixed band (the run stored no referral rule): P(malignant) in [{low:.2f}, {high:.2f}]"
 
 
+def uncertain_reason(p_malignant: float, low: float | None, high: float | None) -> str:
+    """Why a case with this P(malignant) was referred as uncertain, in one clause."""
+    if low is not None and low <= p_malignant <= high:
+        return f"P(malignant) = {p_malignant:.2f} lies in the referral band [{low:.2f}, {high:.2f}]"
+    ceiling = BENIGN_CEILING if high is None else high
+    return (f"P(malignant) = {p_malignant:.2f} is above {ceiling:.2f}, yet the decision rule would answer a "
+            "benign class")
+
+
 @dataclass
 class RunAnswers:
     """A run's answers to a batch of logits: calibrated ``probs``, the ``decisions`` of the rule
@@ -219,5 +228,5 @@ def abstention_report(labels, codes, taxonomy: Taxonomy, decision: str, n_resamp
 
 
 __all__ = ["ARGMAX", "DECIDED", "USER_MATRIX", "RunAnswers", "default_decision_name", "default_matrix",
-           "run_answers", "stored_band", "REFERRALS", "REFER_UNCERTAIN", "REFER_UNFAMILIAR", "Answer", "abstention_report",
+           "run_answers", "stored_band", "uncertain_reason", "REFERRALS", "REFER_UNCERTAIN", "REFER_UNFAMILIAR", "Answer", "abstention_report",
            "answer_codes", "answer_of"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rcl.answers import REFER_UNCERTAIN, REFER_UNFAMILIAR, Answer, answer_of, run_answers
+from rcl.answers import REFER_UNCERTAIN, REFER_UNFAMILIAR, Answer, answer_of, run_answers, uncertain_reason
 from rcl.data import load_rgb, preprocess
 from rcl.decision import expected_costs
 from rcl.ood import image_gate
@@ -115,7 +115,7 @@ def triage(loaded: LoadedModel, image, matrix=None) -> TriageResult:
     code, classes = int(answers.codes[0]), loaded.taxonomy.classes
     p_malignant = float(answers.p_malignant[0])
     reason = {REFER_UNFAMILIAR: unfamiliar,
-              REFER_UNCERTAIN: f"P(malignant) = {p_malignant:.2f} under {answers.referral}"}.get(code, answers.decision)
+              REFER_UNCERTAIN: uncertain_reason(p_malignant, answers.low, answers.high)}.get(code, answers.decision)
     costs = expected_costs(answers.probs, answers.decision_matrix)[0]
     probs = answers.probs[0]
     return TriageResult(

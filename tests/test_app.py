@@ -248,16 +248,22 @@ def test_triage_upload_real_image(with_runs):
     at.file_uploader(key="triage_upload").set_value(("lesion.png", lesion, "image/png")).run()
     no_exception(at)
     values = metric_values(at)
-    assert set(values) >= {"P(malignant)", "Most likely class", "Decision"}
+    assert set(values) >= {"P(malignant)", "Answer"}
+    assert values["Answer"] in {*rcl.preset("isic2018").classes, "refer: uncertain", "refer: unfamiliar image"}
     assert any("SYNTHETIC" in w.value for w in at.warning)
     assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
 
 
-def test_triage_unfamiliar_image_is_referred_loudly(with_runs):
+def test_triage_unfamiliar_image_is_referred_with_no_class(with_runs):
     at = app("triage").run()
     at.file_uploader(key="triage_upload").set_value(("noise.png", png_bytes(80), "image/png")).run()
     no_exception(at)
-    assert any("Unfamiliar image: refer" in e.value for e in at.error), [e.value for e in at.error]
+    errors = [e.value for e in at.error]
+    assert sum("Refer: unfamiliar image" in e for e in errors) == 1, errors  # said once
+    values = metric_values(at)
+    assert values["Answer"] == "refer: unfamiliar image" and "P(malignant) (untrusted)" in values
+    assert not set(values.values()) & set(rcl.preset("isic2018").classes)  # no class shown as the answer
+    assert "UNTRUSTED" in figures(at)[0]["layout"]["title"]["text"]
 
 
 def test_triage_text_file_renamed_jpg(with_runs):
@@ -275,7 +281,7 @@ def test_triage_bundled_example_with_run_model(with_runs):
     at.selectbox(key="triage_model").set_value(next(o for o in models if o.startswith("run: ")))
     at.selectbox(key="triage_example").set_value("MEL").run()
     no_exception(at)
-    assert "Decision" in metric_values(at)
+    assert "Answer" in metric_values(at)
 
 
 def test_train_launch_and_bad_config(monkeypatch):

@@ -247,12 +247,13 @@ def predict_line(result: dict) -> str:
 
     answer = result["answer"]
     flags = "".join(f" · {f}" for f in result["flags"] if f != SYNTHETIC_FLAG)
-    p_malignant = f"P(malignant)={result['malignant_probability']:.2f}"
     if not answer["referred"]:
-        return f"{result['image']}: {answer['text']} · {p_malignant} · decided by {answer['reason']}{flags}"
-    trust = "untrusted" if not result["probabilities_trusted"] else "for inspection only"
-    return (f"{result['image']}: {answer['text'].upper()}: {answer['reason']} · "
-            f"({p_malignant}, {trust}; no class is the answer){flags}")
+        return (f"{result['image']}: {answer['text']} · P(malignant)={result['malignant_probability']:.2f} · "
+                f"decided by {answer['reason']}{flags}")
+    if result["probabilities_trusted"]:
+        return f"{result['image']}: {answer['text'].upper()}: {answer['reason']} (no class is the answer){flags}"
+    return (f"{result['image']}: {answer['text'].upper()}: {answer['reason']} (P(malignant)="
+            f"{result['malignant_probability']:.2f} is untrusted; no class is the answer){flags}")
 
 
 def add_reselect(p: argparse.ArgumentParser) -> None:

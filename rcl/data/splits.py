@@ -1,4 +1,4 @@
-"""Leakage-safe train/val/test splits and content duplicates.
+"""Leakage-safe train/val/test splits and content duplicates (byte copies and near-duplicates).
 
 Why custom and not ``train_test_split``: the splits must be *stratified* (rare classes such as DF
 with 115 images must reach every split), *grouped* (HAM10000 has several images per lesion, and
@@ -126,8 +126,63 @@ def duplicate_mask(table: DatasetTable, splits: dict[str, np.ndarray]) -> np.nda
     return mask
 
 
-def drop_cross_split_duplicates(table: DatasetTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-    """``splits`` without the rows ``duplicate_mask`` flags, and how many were dropped."""
-    mask = duplicate_mask(table, splits)
-    kept = {name: rows[~mask[rows]] for name, rows in splits.items()}
-    return kept, int(mask.sum())
+# -- near-duplicates: perceptual hashes ------------------------------------------------------------
+NEAR_DUPLICATE_THRESHOLD = 2  # Hamming distance between 64-bit pHashes: re-encoded/resized copies
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def perceptual_hashes(images) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit pHash of each image (PIL images or (S, S, 3) uint8 arrays; None = unreadable), packed
+    as uint64, and which images have one."""
+    import imagehash
+    from PIL import Image
+
+    hashes = [None if im is None else imagehash.phash(im if isinstance(im, Image.Image) else Image.fromarray(im))
+              for im in images]
+    bits = np.array([h.hash.flatten() if h is not None else np.zeros(64, bool) for h in hashes]).reshape(-1, 64)
+    return np.packbits(bits, axis=1).view(np.uint64).ravel(), np.array([h is not None for h in hashes], dtype=bool)
+
+
+def nearest_hashes(packed: np.ndarray, rows: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``rows``: the row of ``candidates`` with the nearest pHash, and the Hamming
+    distance (65 when there is no candidate). Blocks of 256 keep memory at 256 × |candidates|."""
+    best_rows, best = np.zeros(len(rows), dtype=np.int64), np.full(len(rows), 65, dtype=np.int64)
+    if not len(candidates):
+        return best_rows, best
+    for start in range(0, len(rows), 256):
+        block = rows[start : start + 256]
+        xor = packed[block][:, None] ^ packed[candidates][None, :]
+        distance = _POPCOUNT[xor.view(np.uint8)].reshape(len(block), len(candidates), 8).sum(axis=2)
+        nearest = distance.argmin(axis=1)
+        best_rows[start : start + len(block)] = candidates[nearest]
+        best[start : start + len(block)] = distance[np.arange(len(block)), nearest]
+    return best_rows, best
+
+
+def near_duplicate_mask(packed: np.ndarray, valid: np.ndarray, splits: dict[str, np.ndarray],
+                        threshold: int = NEAR_DUPLICATE_THRESHOLD) -> np.ndarray:
+    """Boolean per row: a test image whose pHash is within ``threshold`` of a train image, or a
+    val image within it of a train or test image (the same image re-encoded or resized)."""
+    mask = np.zeros(len(packed), dtype=bool)
+    earlier = splits["train"][valid[splits["train"]]]
+    for split in ("test", "val"):
+        rows = splits[split][valid[splits[split]]]
+        mask[rows] = nearest_hashes(packed, rows, earlier)[1] <= threshold
+        earlier = np.concatenate([earlier, rows[~mask[rows]]])
+    return mask
+
+
+def drop_cross_split_duplicates(table: DatasetTable, splits: dict[str, np.ndarray], images=None,
+                                threshold: int = NEAR_DUPLICATE_THRESHOLD) -> tuple[dict[str, np.ndarray], dict]:
+    """``splits`` without the held-out rows that repeat an earlier split: byte copies
+    (``duplicate_mask``), then, given the decoded ``images`` (one per row), near-duplicates by
+    perceptual hash (``near_duplicate_mask``). Returns the kept splits and the counts dropped,
+    ``{"exact": n, "near": m}``."""
+    exact = duplicate_mask(table, splits)
+    kept = {name: rows[~exact[rows]] for name, rows in splits.items()}
+    near = np.zeros_like(exact)
+    if images is not None:
+        packed, valid = perceptual_hashes(images)
+        near = near_duplicate_mask(packed, valid, kept, threshold)
+        kept = {name: rows[~near[rows]] for name, rows in kept.items()}
+    return kept, {"exact": int(exact.sum()), "near": int(near.sum())}
