@@ -7,7 +7,7 @@ start fast.
 
 from importlib import import_module
 
-from rcl.answers import Answer, abstention_report
+from rcl.answers import Answer, abstention_report, default_decision_name, default_matrix
 from rcl.calibration import (
     apply_temperature,
     expected_calibration_error,
@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 # ``triage_image`` here.
 _LAZY = {
     **{name: ("rcl.runs", name) for name in ("LoadedModel", "Run", "load_model", "load_run")},
-    **{name: ("rcl.listing", name) for name in ("decision_frontier", "exported_models", "folder_signature",
+    **{name: ("rcl.listing", name) for name in ("abstention_rows", "decision_frontier", "exported_models", "folder_signature",
                                                 "front_flags", "run_ci", "run_rows", "with_ci")},
     **{name: ("rcl.confusion", name) for name in ("confusion_view", "missed_malignant", "tier_comparison",
                                                   "tier_totals", "type2_samples")},
@@ -77,6 +77,8 @@ __all__ = [
     "SeverityMatrix",
     "Taxonomy",
     "abstention_report",
+    "default_decision_name",
+    "default_matrix",
     "apply_referral",
     "apply_temperature",
     "bootstrap_ci",

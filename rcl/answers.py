@@ -109,7 +109,7 @@ def default_matrix(extras: dict, matrix) -> tuple[np.ndarray, str]:
     """The run's default decision matrix (its matrix scaled by the stored, validation-tuned factor)
     and its name (:func:`default_decision_name`)."""
     scale = float(extras.get("decision", {}).get("scale", 1.0))
-    return scaled_matrix(np.asarray(matrix, dtype=np.float64), scale), default_decision_name(scale)
+    return scaled_matrix(as_matrix(matrix), scale), default_decision_name(scale)
 
 
 def stored_band(extras: dict, taxonomy: Taxonomy) -> tuple[float | None, float | None, str]:

@@ -240,6 +240,12 @@ def test_matrix_notes_cost_sensitive_training(with_runs):
     at.run()
     no_exception(at)
     assert any("double-counts" in i.value for i in at.info)
+    # by default the run's own default decision, as in its metrics.json and on Triage: not the matrix twice
+    run = rcl.load_run(with_runs["home"] / run_id(with_runs, "rcl"))
+    assert any("the run's default decision" in c.value for c in at.caption)
+    assert metric_values(at)["CER"] == rcl.pct(run.metrics["decision"]["test"]["cer"])
+    at.toggle(key="matrix_redecide_anyway").set_value(True).run()
+    assert any("Bayes minimum-risk under this matrix" in c.value for c in at.caption)
 
 
 def test_triage_upload_real_image(with_runs):
@@ -404,3 +410,19 @@ def test_train_page_names_the_current_matrix(with_runs):
     at = app("train").run()
     no_exception(at)
     assert rcl.matrix_caption(rcl.SeverityMatrix.from_penalties(rcl.preset("isic2018"))) in texts(at)
+
+
+def test_pareto_plots_answered_case_cer_against_coverage(with_runs):
+    at = app("pareto").run()
+    no_exception(at)
+    cover = [f for f in figures(at) if "coverage" in f["layout"].get("xaxis", {}).get("title", {}).get("text", "")]
+    assert len(cover) == 1
+    trace = cover[0]["data"][0]
+    stored = {rcl.load_run(p).summary()["label"]: rcl.load_run(p).metrics["abstention"] for p in with_runs["runs"]}
+    drawn = dict(zip(trace["text"], zip(array(trace["x"]), array(trace["y"]))))
+    assert set(drawn) == set(stored)
+    for label, (coverage, cer) in drawn.items():
+        assert coverage == pytest.approx(stored[label]["coverage"]["value"])
+        expected = stored[label]["cer_answered"]["value"]
+        assert (cer is None and expected is None) or cer == pytest.approx(expected)
+    assert any("default decision" in c.value for c in at.caption)
