@@ -45,18 +45,25 @@ def _neighbour_correlation(grey: np.ndarray) -> float:
     return (corr(grey[:, :-1], grey[:, 1:]) + corr(grey[:-1], grey[1:])) / 2
 
 
-def image_gate(image) -> str | None:
-    """Why ``image`` (PIL RGB or (H, W, 3) uint8) is not a picture of anything: ``"blank image"``,
-    ``"random noise"``, or None when it passes."""
+def gate_statistics(image) -> tuple[float, float]:
+    """``(grey-level standard deviation, neighbouring-pixel correlation)`` of ``image`` (PIL RGB or
+    (H, W, 3) uint8), on its central :data:`GATE_CROP` square at its own resolution."""
     pixels = np.asarray(image, dtype=np.float64)
     grey = (pixels.mean(axis=2) if pixels.ndim == 3 else pixels) / 255.0
     if grey.ndim != 2 or min(grey.shape) < 2:
         raise ValueError(f"image must be at least 2 × 2 pixels, got shape {pixels.shape}")
     top, left = max((grey.shape[0] - GATE_CROP) // 2, 0), max((grey.shape[1] - GATE_CROP) // 2, 0)
     grey = grey[top:top + GATE_CROP, left:left + GATE_CROP]
-    if grey.std() < BLANK_STD:
+    return float(grey.std()), _neighbour_correlation(grey)
+
+
+def image_gate(image) -> str | None:
+    """Why ``image`` (PIL RGB or (H, W, 3) uint8) is not a picture of anything: ``"blank image"``,
+    ``"random noise"``, or None when it passes."""
+    spread, correlation = gate_statistics(image)
+    if spread < BLANK_STD:
         return "blank image"
-    if _neighbour_correlation(grey) < NOISE_CORRELATION:
+    if correlation < NOISE_CORRELATION:
         return "random noise"
     return None
 
