@@ -570,3 +570,18 @@ def _train_small_cnn() -> rcl.Evaluation:
     with torch.no_grad():
         predictions = model(x_test).argmax(1).numpy()
     return rcl.evaluate(y_test.numpy(), predictions, rcl.preset("isic2018"))
+
+
+def test_near_duplicates_need_the_same_colours_not_only_a_close_phash():
+    from rcl.data.splits import near_duplicates, perceptual_hashes
+
+    lesion = generate(7, 64, seed=2)[0][0]
+    tinted = lesion.astype(np.int64)  # redder and less green at the same grey level (0.299 R + 0.587 G)
+    tinted[..., 0] += 40
+    tinted[..., 1] -= 20
+    tinted = np.clip(tinted, 0, 255).astype(np.uint8)
+    copy = np.asarray(Image.fromarray(lesion).resize((90, 90)).resize((64, 64)))  # resized there and back
+    hashes = perceptual_hashes([lesion, copy, tinted])
+    same, matched, distance = near_duplicates(hashes, np.array([1, 2]), np.array([0]))
+    assert distance.max() <= 2 and matched.tolist() == [0, 0]  # both within the pHash threshold
+    assert same.tolist() == [False, True, False]  # only the copy has the same colours

@@ -18,7 +18,7 @@ from rcl.data.splits import (
     NEAR_DUPLICATE_THRESHOLD,
     content_hashes,
     make_splits,
-    nearest_hashes,
+    near_duplicates,
     perceptual_hashes,
 )
 from rcl.data.table import DatasetTable
@@ -99,7 +99,8 @@ def audit(table: DatasetTable, splits: dict[str, np.ndarray] | None = None, seed
     """Audit ``table`` under ``splits`` (default: ``make_splits`` with ``seed``).
 
     Exact duplicates are found by SHA-256 of the file bytes. Near-duplicates need every image
-    decoded for a perceptual hash (pHash, Hamming distance <= ``near_duplicate_threshold``);
+    decoded for a perceptual hash (pHash, Hamming distance <= ``near_duplicate_threshold``, confirmed
+    on colour thumbnails: ``rcl.data.splits.near_duplicates``);
     pass ``None`` to skip that part on large sets; exact copies are not counted again as near ones.
     Comparisons are pairwise across splits; "A-B" counts the B images with a match in A.
     """
@@ -139,14 +140,14 @@ def audit(table: DatasetTable, splits: dict[str, np.ndarray] | None = None, seed
 
     near, near_examples = {}, []
     if near_duplicate_threshold is not None:
-        packed, valid = perceptual_hashes(_decoded(list(paths), unreadable))
+        pictures = perceptual_hashes(_decoded(list(paths), unreadable))
         for first, second in _pairs():
-            a = splits[first][valid[splits[first]]]
-            b = splits[second][valid[splits[second]]]
-            nearest, distance = nearest_hashes(packed, b, a)
+            same, nearest, distance = near_duplicates(pictures, splits[second], splits[first],
+                                                      near_duplicate_threshold)
+            checked = splits[second][pictures.valid[splits[second]]]
             found = 0
-            for row, match, d in zip(b, nearest, distance):
-                if d <= near_duplicate_threshold and hashes[row] != hashes[match]:
+            for row, match, d in zip(checked, nearest, distance):
+                if same[row] and hashes[row] != hashes[match]:
                     found += 1
                     if len(near_examples) < _EXAMPLES:
                         near_examples.append((samples["id"].iat[match], samples["id"].iat[row], int(d)))

@@ -10,6 +10,7 @@ quota, gives all three and is exact when there are no groups.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,24 +129,47 @@ def duplicate_mask(table: DatasetTable, splits: dict[str, np.ndarray]) -> np.nda
 
 # -- near-duplicates: perceptual hashes ------------------------------------------------------------
 NEAR_DUPLICATE_THRESHOLD = 2  # Hamming distance between 64-bit pHashes: re-encoded/resized copies
+# A pHash match is confirmed on colour thumbnails: at most this mean absolute difference (0-255).
+# pHash reads only grey-level low frequencies, so distinct lesions (a dark round blob, centred, on
+# lighter skin) can hash within 2 bits of each other; a copy also matches in colour.
+SAME_PICTURE_DIFFERENCE = 12.0
+THUMBNAIL = 16
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
-def perceptual_hashes(images) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit pHash of each image (PIL images or (S, S, 3) uint8 arrays; None = unreadable), packed
-    as uint64, and which images have one."""
+@dataclass
+class PictureHashes:
+    """Per image: the 64-bit pHash packed as uint64, a THUMBNAIL² colour thumbnail, and whether
+    the image could be read."""
+
+    packed: np.ndarray
+    thumbnails: np.ndarray
+    valid: np.ndarray
+
+
+def perceptual_hashes(images) -> PictureHashes:
+    """pHash and thumbnail of each image (PIL images or (S, S, 3) uint8 arrays; None = unreadable),
+    taken one at a time, so a generator of decoded files never holds more than one."""
     import imagehash
     from PIL import Image
 
-    hashes = [None if im is None else imagehash.phash(im if isinstance(im, Image.Image) else Image.fromarray(im))
-              for im in images]
-    bits = np.array([h.hash.flatten() if h is not None else np.zeros(64, bool) for h in hashes]).reshape(-1, 64)
-    return np.packbits(bits, axis=1).view(np.uint64).ravel(), np.array([h is not None for h in hashes], dtype=bool)
+    bits, thumbnails, valid = [], [], []
+    for image in images:
+        if image is not None and not isinstance(image, Image.Image):
+            image = Image.fromarray(image)
+        valid.append(image is not None)
+        bits.append(imagehash.phash(image).hash.flatten() if image is not None else np.zeros(64, bool))
+        thumbnails.append(np.zeros((THUMBNAIL, THUMBNAIL, 3), np.uint8) if image is None else
+                          np.asarray(image.convert("RGB").resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR)))
+    packed = np.packbits(np.array(bits, dtype=bool).reshape(-1, 64), axis=1).view(np.uint64).ravel()
+    return PictureHashes(packed, np.array(thumbnails, dtype=np.uint8).reshape(-1, THUMBNAIL, THUMBNAIL, 3),
+                         np.array(valid, dtype=bool))
 
 
-def nearest_hashes(packed: np.ndarray, rows: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def nearest_hashes(hashes: PictureHashes, rows: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For each of ``rows``: the row of ``candidates`` with the nearest pHash, and the Hamming
     distance (65 when there is no candidate). Blocks of 256 keep memory at 256 × |candidates|."""
+    packed = hashes.packed
     best_rows, best = np.zeros(len(rows), dtype=np.int64), np.full(len(rows), 65, dtype=np.int64)
     if not len(candidates):
         return best_rows, best
@@ -159,16 +183,28 @@ def nearest_hashes(packed: np.ndarray, rows: np.ndarray, candidates: np.ndarray)
     return best_rows, best
 
 
-def near_duplicate_mask(packed: np.ndarray, valid: np.ndarray, splits: dict[str, np.ndarray],
+def near_duplicates(hashes: PictureHashes, rows: np.ndarray, candidates: np.ndarray,
+                    threshold: int = NEAR_DUPLICATE_THRESHOLD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of ``rows`` repeat a picture among ``candidates``: pHash within ``threshold`` and
+    colour thumbnails within :data:`SAME_PICTURE_DIFFERENCE`. Returns the mask, the matched rows
+    and the Hamming distances."""
+    rows, candidates = rows[hashes.valid[rows]], candidates[hashes.valid[candidates]]
+    matched, distance = nearest_hashes(hashes, rows, candidates)
+    difference = np.abs(hashes.thumbnails[rows].astype(np.float64) - hashes.thumbnails[matched]).mean(axis=(1, 2, 3))
+    same = (distance <= threshold) & (difference <= SAME_PICTURE_DIFFERENCE)
+    return np.isin(np.arange(len(hashes.valid)), rows[same]), matched, distance
+
+
+def near_duplicate_mask(hashes: PictureHashes, splits: dict[str, np.ndarray],
                         threshold: int = NEAR_DUPLICATE_THRESHOLD) -> np.ndarray:
-    """Boolean per row: a test image whose pHash is within ``threshold`` of a train image, or a
-    val image within it of a train or test image (the same image re-encoded or resized)."""
-    mask = np.zeros(len(packed), dtype=bool)
-    earlier = splits["train"][valid[splits["train"]]]
+    """Boolean per row: a test image that repeats a train picture (:func:`near_duplicates`), or a
+    val image that repeats a train or test one (the same image re-encoded or resized)."""
+    mask = np.zeros(len(hashes.valid), dtype=bool)
+    earlier = splits["train"]
     for split in ("test", "val"):
-        rows = splits[split][valid[splits[split]]]
-        mask[rows] = nearest_hashes(packed, rows, earlier)[1] <= threshold
-        earlier = np.concatenate([earlier, rows[~mask[rows]]])
+        found = near_duplicates(hashes, splits[split], earlier, threshold)[0]
+        mask |= found
+        earlier = np.concatenate([earlier, splits[split][~found[splits[split]]]])
     return mask
 
 
@@ -182,7 +218,6 @@ def drop_cross_split_duplicates(table: DatasetTable, splits: dict[str, np.ndarra
     kept = {name: rows[~exact[rows]] for name, rows in splits.items()}
     near = np.zeros_like(exact)
     if images is not None:
-        packed, valid = perceptual_hashes(images)
-        near = near_duplicate_mask(packed, valid, kept, threshold)
+        near = near_duplicate_mask(perceptual_hashes(images), kept, threshold)
         kept = {name: rows[~near[rows]] for name, rows in kept.items()}
     return kept, {"exact": int(exact.sum()), "near": int(near.sum())}
