@@ -1,25 +1,22 @@
 """Regenerate the bundled example images for the Triage page with rcl's own synthetic generator.
 
-These are synthetic, not patient data: ``python assets/make_examples.py`` writes one 224 × 224 PNG
-per class of the synthetic (ISIC-2018-like) taxonomy into this folder.
+These are synthetic, not patient data: ``python assets/make_examples.py`` writes one PNG per class
+of the synthetic (ISIC-2018-like) taxonomy into this folder, at the demo model's image size, from
+``rcl.demo.example_images`` (``tests/test_triage.py`` checks the files match it).
 """
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
-from rcl.data.synthetic import CLASSES, generate
+from rcl.demo import example_images
 
 HERE = Path(__file__).resolve().parent
-SEED = 2024  # not the training seed: examples are new draws, not training images
 
 
 def main() -> None:
-    images, labels = generate(n=105, image_size=224, seed=SEED)
-    for k, name in enumerate(CLASSES):
-        index = int(np.flatnonzero(labels == k)[0])
-        Image.fromarray(images[index]).save(HERE / f"synthetic_{name}.png", optimize=True)
+    for name, image in example_images().items():
+        Image.fromarray(image).save(HERE / f"synthetic_{name}.png", optimize=True)
         print(f"wrote synthetic_{name}.png")
 
 

@@ -138,14 +138,21 @@ with right:
         st.warning(f"The run {run.label!r} has other classes ({', '.join(run.taxonomy.classes)}); choose "
                    "**selected run** as the classes to re-decide it.")
     else:
+        redecide = True
+        if run.cost_sensitive:
+            st.info(f"This run was trained with a cost-sensitive loss (**{run.train['loss']}**): its probabilities "
+                    "already carry the costs, so by default it is shown under its own default decision. Deciding "
+                    "under this matrix again double-counts the costs.")
+            redecide = st.toggle("Re-decide under this matrix anyway", value=False, key="matrix_redecide_anyway")
         with guard("re-deciding the run"):
             pred = run.predictions("test")
-            result = rcl.redecide(run.calibrated_probs("test"), pred["labels"], run.taxonomy, matrix)
+            decision_matrix, rule = (matrix, "Bayes minimum-risk under this matrix") if redecide else \
+                rcl.default_matrix(run.metrics, run.matrix)
+            result = rcl.redecide(run.calibrated_probs("test"), pred["labels"], run.taxonomy, decision_matrix)
             stored = run.metrics.get("test", {})
             missed, malignant = rcl.missed_malignant(result.confusion, run.taxonomy)
-            st.caption(f"{run.label} · {result.n} test images · Bayes minimum-risk decision under the matrix, "
-                       f"compared with the model's argmax · {rcl.count_of(missed, malignant)} malignant cases "
-                       "called benign")
+            st.caption(f"{run.label} · {result.n} test images · {rule}, compared with the model's argmax · "
+                       f"{rcl.count_of(missed, malignant)} malignant cases called benign")
             m1, m2, m3 = st.columns(3)
             delta_cer = None if result.cer is None or stored.get("cer") is None else result.cer - stored["cer"]
             m1.metric("CER", rcl.pct(result.cer), None if delta_cer is None else rcl.points(delta_cer),
@@ -165,9 +172,5 @@ with right:
                               legend={"orientation": "h"})
             st.plotly_chart(bar, width="stretch")
             st.dataframe(tiers, hide_index=True, width="stretch")
-            if run.cost_sensitive:
-                st.info(f"This run was trained with a cost-sensitive loss (**{run.train['loss']}**): its "
-                        "probabilities already carry the costs, so applying the matrix again at decision time "
-                        "double-counts them. Compare with a run trained with plain cross-entropy.")
 
 disclaimer()

@@ -137,4 +137,25 @@ columns = ["label", "loss", "model", "alpha", "beta", "seed", "cer", "cer_low", 
 st.dataframe(frame[columns].sort_values("cer"), hide_index=True, width="stretch")
 st.download_button("Download CSV", frame.drop(columns=["path"]).to_csv(index=False),
                    file_name=f"pareto_{dataset}.csv", mime="text/csv")
+
+st.subheader("With referral: CER on the answered cases against coverage")
+shown = {r["id"] for r in view}
+referral = pd.DataFrame([r for r in rcl.abstention_rows() if r["id"] in shown])
+if referral.empty:
+    st.caption("No run here has figures with referral (runs trained before they were recorded).")
+else:
+    cover = go.Figure(go.Scatter(
+        x=referral["coverage"], y=referral["cer_answered"], mode="markers", text=referral["label"],
+        error_x={"type": "data", "symmetric": False, "array": referral["coverage_high"] - referral["coverage"],
+                 "arrayminus": referral["coverage"] - referral["coverage_low"]},
+        error_y={"type": "data", "symmetric": False, "array": referral["cer_answered_high"] - referral["cer_answered"],
+                 "arrayminus": referral["cer_answered"] - referral["cer_answered_low"]},
+        hovertemplate="%{text}<br>coverage %{x:.1%} · answered CER %{y:.1%}<extra></extra>"))
+    cover.update_layout(xaxis_title="coverage (share answered, higher is more useful)",
+                        yaxis_title="CER on answered cases (lower is safer)", xaxis_tickformat=".0%",
+                        yaxis_tickformat=".0%", height=420, margin={"t": 20, "b": 10, "l": 10, "r": 10})
+    st.plotly_chart(cover, width="stretch")
+    st.caption(f"{len(referral)} runs, each answering its test split ({int(referral['n'].min())}–"
+               f"{int(referral['n'].max())} cases) with its default decision, its referral band and its "
+               "unfamiliar-image detector. Error bars: 95% bootstrap intervals.")
 disclaimer()

@@ -1,4 +1,5 @@
-"""Triage: one image → class probabilities, the risk-calibrated decision, a referral flag, Grad-CAM."""
+"""Triage: one image → one answer (a class, "refer: uncertain" or "refer: unfamiliar image"), the
+class probabilities, Grad-CAM."""
 
 from __future__ import annotations
 
@@ -52,18 +53,13 @@ else:
     st.caption(f"Trained on **{trained_on}** · {loaded.architecture} · {loaded.image_size} px · "
                f"classes {', '.join(loaded.taxonomy.classes)}")
 
-matrix = current_matrix(loaded.taxonomy)
-if loaded.cost_sensitive:
-    # The costs are already in the training: by default decide with the run's own matrix, scaled on
-    # validation, rather than applying the Severity page's matrix a second time.
-    use_current = st.toggle("Decide under the Severity page's matrix instead of the model's tuned default",
-                            value=False, help=rcl.STACKING)
-    if not use_current:
-        matrix = None
-    st.caption("Decision matrix: " + (f"{rcl.matrix_caption(matrix)} (set on **Severity matrix**)" if use_current else
-                                      "the model's own, tuned on validation (trained with a cost-sensitive loss)"))
-else:
-    st.caption(f"Decision matrix: {rcl.matrix_caption(matrix)} (set on **Severity matrix**)")
+# The run's own default decision is the headline; the Severity page's matrix is an explicit choice.
+use_current = st.toggle("Decide under the Severity page's matrix instead of the model's default decision",
+                        value=False, key="triage_use_matrix",
+                        help=rcl.STACKING if loaded.cost_sensitive else None)
+matrix = current_matrix(loaded.taxonomy) if use_current else None
+if use_current:
+    st.caption(f"Decision: Bayes minimum-risk under {rcl.matrix_caption(matrix)} (set on **Severity matrix**)")
 
 # --- image --------------------------------------------------------------------------------------
 left, right = st.columns(2, gap="large")
@@ -94,20 +90,18 @@ if result is None:
 with left:
     st.image(picture, caption=f"{image_name} ({picture.width} × {picture.height})", width=300)
 
+answer = result.answer
 with right:
-    refer = rcl.referral_flag(loaded, result)
     if result.unfamiliar:
-        st.error(f"🩺 **Unfamiliar image: refer to a clinician.** {refer['rule'].capitalize()}, so the "
-                 "probabilities below are not to be trusted.")
-    elif refer["refer"]:
-        st.warning(f"🩺 **Refer to a clinician**: the model is uncertain (P(malignant) = "
-                   f"{result.malignant_probability:.2f}). Rule: {refer['rule']}.")
+        st.error(f"🩺 **Refer: unfamiliar image.** {answer.reason.capitalize()}. No class is given as the answer.")
+    elif answer.referred:
+        st.warning(f"🩺 **Refer: uncertain.** {answer.reason}. No class is given as the answer.")
     else:
-        st.caption(f"Referral: not flagged. Rule: {refer['rule']}.")
-    c1, c2, c3 = st.columns(3)
-    c1.metric("P(malignant)", f"{result.malignant_probability:.2f}")
-    c2.metric("Most likely class", result.argmax)
-    c3.metric("Decision", result.decision, help="Risk-calibrated (Bayes minimum-risk) decision under the matrix")
+        st.success(f"**Answer: {answer.label}**, decided by {answer.reason}. Not referred under "
+                   f"{result.referral_rule}.")
+    c1, c2 = st.columns(2)
+    c1.metric("Answer", answer.text)
+    c2.metric("P(malignant)" + ("" if result.trusted else " (untrusted)"), f"{result.malignant_probability:.2f}")
     critical = dict(zip(loaded.taxonomy.classes, loaded.taxonomy.is_critical))
     probs = pd.DataFrame({"class": list(result.probabilities), "probability": list(result.probabilities.values())})
     fig = go.Figure(go.Bar(
@@ -116,21 +110,27 @@ with right:
         text=[f"{p:.2f}" for p in probs["probability"]], textposition="outside",
         hovertemplate="%{x}: %{y:.3f}<extra></extra>",
     ))
-    fig.update_layout(title="Class probabilities (orange = malignant, blue = benign)", yaxis_range=[0, 1.1],
-                      height=300, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    title = "Class probabilities (orange = malignant, blue = benign)"
+    if answer.referred:
+        title = ("UNTRUSTED probabilities: unlike the training images" if not result.trusted
+                 else "Probabilities for inspection only: the case is referred")
+    fig.update_layout(title=title, yaxis_range=[0, 1.1], height=300, margin={"t": 40, "b": 10, "l": 10, "r": 10})
     st.plotly_chart(fig, width="stretch")
-    costs = pd.DataFrame({"answer": list(result.expected_costs), "expected cost": list(result.expected_costs.values())})
-    costs["chosen"] = costs["answer"] == result.decision
-    st.markdown(f"**Expected cost of each answer** under the {result.matrix_source} (lowest is chosen):")
-    st.dataframe(costs, hide_index=True, width="stretch",
-                 column_config={"expected cost": st.column_config.NumberColumn(format="%.3f")})
+    if not answer.referred:
+        costs = pd.DataFrame({"answer": list(result.expected_costs),
+                              "expected cost": list(result.expected_costs.values())})
+        costs["chosen"] = costs["answer"] == result.decision
+        st.markdown(f"**Expected cost of each answer** under {result.decision_rule} (lowest is chosen):")
+        st.dataframe(costs, hide_index=True, width="stretch",
+                     column_config={"expected cost": st.column_config.NumberColumn(format="%.3f")})
     if rcl.STACKING in result.flags:
         st.warning(rcl.STACKING)
 
 st.subheader("Grad-CAM: where the model looked")
 with guard("Grad-CAM"):
-    target = st.selectbox("Explain the class", ["decision", "most likely", *loaded.taxonomy.classes],
-                          key="cam_target")
+    choices = ["most likely", *loaded.taxonomy.classes] if answer.referred else \
+        ["decision", "most likely", *loaded.taxonomy.classes]
+    target = st.selectbox("Explain the class", choices, key="cam_target")
     target_class = {"decision": result.decision, "most likely": result.argmax}.get(target, target)
     overlay = rcl.gradcam(loaded, image_bytes, target=target_class)
     g1, g2 = st.columns(2)
@@ -138,6 +138,6 @@ with guard("Grad-CAM"):
     g2.image(overlay, caption=f"Grad-CAM for {target_class}", width=300)
 
 st.download_button("Download the result (JSON)",
-                   json.dumps({"image": image_name, **result.to_dict(), "referral": refer}, indent=2),
+                   json.dumps({"image": image_name, **result.to_dict()}, indent=2),
                    file_name="triage.json", mime="application/json")
 st.caption(rcl.DISCLAIMER)

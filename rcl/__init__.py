@@ -7,6 +7,7 @@ start fast.
 
 from importlib import import_module
 
+from rcl.answers import Answer, abstention_report, default_decision_name, default_matrix
 from rcl.calibration import (
     apply_temperature,
     expected_calibration_error,
@@ -39,12 +40,11 @@ from rcl.uncertainty import bootstrap_ci, paired_difference
 __version__ = "0.1.0"
 
 # name -> (module, attribute), imported on first use: the run-folder modules reach torch through
-# the unfamiliar-image detector. Two names differ from their attribute: ``rcl.triage`` and
-# ``rcl.referral`` are modules, so the functions of those names are ``triage_image`` and
-# ``referral_flag`` here.
+# the unfamiliar-image detector. ``rcl.triage`` is a module, so its function of that name is
+# ``triage_image`` here.
 _LAZY = {
     **{name: ("rcl.runs", name) for name in ("LoadedModel", "Run", "load_model", "load_run")},
-    **{name: ("rcl.listing", name) for name in ("decision_frontier", "exported_models", "folder_signature",
+    **{name: ("rcl.listing", name) for name in ("abstention_rows", "decision_frontier", "exported_models", "folder_signature",
                                                 "front_flags", "run_ci", "run_rows", "with_ci")},
     **{name: ("rcl.confusion", name) for name in ("confusion_view", "missed_malignant", "tier_comparison",
                                                   "tier_totals", "type2_samples")},
@@ -56,11 +56,11 @@ _LAZY = {
     "evaluate_external": ("rcl.external", "evaluate_external"),
     "TrainConfig": ("rcl.config", "TrainConfig"),
     "demo_config": ("rcl.demo", "demo_config"),
+    "example_images": ("rcl.demo", "example_images"),
     "MAX_UPLOAD_BYTES": ("rcl.triage", "MAX_UPLOAD_BYTES"),
     "STACKING": ("rcl.triage", "STACKING"),
     "gradcam": ("rcl.triage", "gradcam"),
     "read_image": ("rcl.triage", "read_image"),
-    "referral_flag": ("rcl.triage", "referral"),
     "triage_image": ("rcl.triage", "triage"),
     **{name: ("rcl.grid", name) for name in ("EXECUTORS", "ablation_methods", "custom_methods", "grid_configs",
                                               "grid_rows", "launch_sweep", "number_list", "run_sweep", "sweep_configs",
@@ -83,6 +83,7 @@ __all__ = [
     "DEFAULT_REFER_ABOVE",
     "GUARANTEE_MODES",
     "GuaranteedRule",
+    "Answer",
     "DISCLAIMER",
     "PAPER_RESULTS",
     "PRESETS",
@@ -93,6 +94,9 @@ __all__ = [
     "SeverityMatrix",
     "Taxonomy",
     "apply_guarantee",
+    "abstention_report",
+    "default_decision_name",
+    "default_matrix",
     "apply_referral",
     "apply_temperature",
     "bootstrap_ci",

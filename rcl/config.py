@@ -64,7 +64,7 @@ class TrainConfig:
     val_fraction: float = option(0.15, "share of the samples held out for validation")
     test_fraction: float = option(0.15, "share of the samples held out for testing")
     limit: int | None = option(None, "use at most N samples (stratified), for quick runs")
-    drop_duplicates: bool = option(True, "keep val/test images whose content also appears in train",
+    drop_duplicates: bool = option(True, "keep val/test images whose content (bytes, or perceptual hash) also appears in train",
                                    cli="switch", flag="--keep-duplicates")
     # loss and severity
     loss: str = option("ce", "training loss; case, '-' and '_' do not matter", choices=lambda: list(LOSSES))

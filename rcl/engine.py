@@ -47,9 +47,9 @@ def load_run_data(config: TrainConfig) -> RunData:
     prepared = rdata.prepare(table, config.image_size)
     table = replace(table, samples=prepared.samples)
     splits = rdata.make_splits(table, config.val_fraction, config.test_fraction, seed=config.seed)
-    dropped = 0
+    dropped = {"exact": 0, "near": 0}
     if config.drop_duplicates:
-        splits, dropped = rdata.drop_cross_split_duplicates(table, splits)
+        splits, dropped = rdata.drop_cross_split_duplicates(table, splits, prepared.images)
     samples = prepared.samples
     labels, noise = apply_label_noise(samples["label"].to_numpy(), samples["id"].to_numpy(), splits["train"],
                                       config.label_noise, table.taxonomy, config.seed)
@@ -62,7 +62,8 @@ def load_run_data(config: TrainConfig) -> RunData:
         "train_class_counts": np.bincount(labels[splits["train"]],
                                           minlength=table.taxonomy.num_classes).tolist(),
         "skipped_files": [list(item) for item in (table.skipped + prepared.skipped)][:200],
-        "dropped_duplicates": int(dropped),
+        "dropped_duplicates": dropped["exact"],
+        "dropped_near_duplicates": dropped["near"],
         "warnings": table.warnings + prepared.warnings,
     }
     return RunData(

@@ -10,20 +10,25 @@ import torch
 from torch.utils.data import DataLoader
 
 from rcl import data as rdata
+from rcl.answers import ARGMAX, abstention_report, run_answers
 from rcl.engine import infer
-from rcl.metrics import argmax_metrics
+from rcl.metrics import argmax_metrics, evaluate
+from rcl.ood import image_gate
 from rcl.severity import cost_matrix
 
 
 def evaluate_external(run_dir: str | Path, data: str, preset: str | None = None, batch_size: int = 64,
-                      ood_only: bool = False, malignant=None, taxonomy=None) -> dict:
+                      ood_only: bool = False, malignant=None, taxonomy=None, seed: int = 0) -> dict:
     """Every readable sample of ``data`` predicted by the run at ``run_dir``.
 
     Labels are read through the run's own taxonomy, so class names must match it (aliases
     allowed); ``malignant`` or ``taxonomy`` say how to read a folder whose classes the run's
-    taxonomy does not name. Returns a ``metrics.json``-shaped dict with the external set under
-    ``"test"``, plus the share of images the run's detector flags as unfamiliar. With
-    ``ood_only`` the data may have any classes: only the unfamiliar share is reported.
+    taxonomy does not name. Returns the argmax figures (``"test"``, the labelled comparison), the
+    run's default decision (``"decision"``, the headline), the figures with abstention
+    (``"abstention"``: coverage, answered-case CER/F1, CER if referred cases were sent home, with
+    bootstrap intervals seeded by ``seed``) and the share of images flagged as unfamiliar (the
+    image gate and the run's detector). With ``ood_only`` the data may have any classes: only the
+    unfamiliar share is reported.
     """
     from rcl.runs import load_model
 
@@ -52,11 +57,18 @@ def evaluate_external(run_dir: str | Path, data: str, preset: str | None = None,
     logits, features = infer(loaded.model, loader, torch.device("cpu"), features=loaded.ood is not None)
     result = {"run": str(loaded.source), "data": str(data), "n": int(len(labels)),
               "skipped_files": [list(s) for s in (table.skipped + prepared.skipped)][:200]}
-    if not ood_only:
-        result["test"] = argmax_metrics(logits, labels, loaded.taxonomy, cost_matrix(loaded.matrix))
+    gated = np.array([image_gate(image) is not None for image in prepared.images], dtype=bool)
+    flagged = gated.copy()
     if loaded.ood is not None:
-        flagged = loaded.ood.flag(features.astype(np.float64))
-        result["ood"] = {"method": "mahalanobis", "flagged_share": float(flagged.mean()),
-                         "flagged": int(flagged.sum()), "n": int(flagged.size),
+        flagged |= loaded.ood.flag(features.astype(np.float64))
+        result["ood"] = {"method": "image gate + mahalanobis", "flagged_share": float(flagged.mean()),
+                         "flagged": int(flagged.sum()), "gate_flagged": int(gated.sum()), "n": int(flagged.size),
                          "expected_share_in_distribution": loaded.ood.flag_rate}
+    if not ood_only:
+        extras = loaded.card.get("extras", {})
+        answers = run_answers(extras, loaded.matrix, loaded.taxonomy, logits, flagged)
+        result["test"] = argmax_metrics(logits, labels, loaded.taxonomy, cost_matrix(loaded.matrix)) | {"decision": ARGMAX}
+        result["decision"] = {"rule": answers.decision,
+                              "test": evaluate(labels, answers.decisions, loaded.taxonomy).to_dict()}
+        result["abstention"] = abstention_report(labels, answers.codes, loaded.taxonomy, answers.decision, seed=seed)
     return result

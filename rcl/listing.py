@@ -102,10 +102,26 @@ def decision_frontier(runs: Sequence[Run]) -> list[dict]:
                       "labels": run.predictions("test")["labels"], "taxonomy": run.taxonomy} for run in runs])
 
 
+def abstention_rows(root: str | Path | None = None) -> list[dict]:
+    """Per finished run with figures with abstention (``metrics.json["abstention"]``): its test
+    coverage and CER on the answered cases, with their 95% intervals, the number of cases and the
+    decision rule that produced the answers; for plotting answered-case CER against coverage."""
+    rows = []
+    for run in list_runs(root, finished_only=True):
+        report = run.metrics.get("abstention")
+        if not isinstance(report, dict) or "coverage" not in report:
+            continue
+        row = {"id": run.id, "label": run.summary()["label"], "n": report["n"], "decision": report["decision"]}
+        for name in ("coverage", "cer_answered", "cer_if_sent_home"):
+            row |= {name: report[name]["value"], f"{name}_low": report[name]["low"], f"{name}_high": report[name]["high"]}
+        rows.append(row)
+    return rows
+
+
 def exported_models(root: str | Path | None = None) -> list[Path]:
     """Model folders promoted by ``rcl export`` (those holding a model card), sorted by name."""
     root = paths.models_dir() if root is None else Path(root)
     return [p for p in sorted(root.iterdir()) if (p / MODEL_CARD).is_file()]
 
 
-__all__ = ["decision_frontier", "exported_models", "ci_bounds", "config_text", "folder_signature", "front_flags", "run_ci", "run_row", "run_rows", "with_ci"]
+__all__ = ["abstention_rows", "decision_frontier", "exported_models", "ci_bounds", "config_text", "folder_signature", "front_flags", "run_ci", "run_row", "run_rows", "with_ci"]

@@ -1,6 +1,10 @@
 """Referral: abstain ("refer to a clinician") when a case's malignancy probability lies in an
 uncertain band, fitted on validation to meet a CER target on the cases the model keeps.
 
+"Uncertain" means: P(malignant superclass) lies inside the band ``[low, high]``, or the decision
+is a benign class while P(malignant) is above the band (above ``high``; above
+:data:`BENIGN_CEILING` when no band was needed). A likely malignancy is never sent home.
+
 :func:`fit_referral` finds the band, :func:`apply_referral` applies it, :func:`referral_report`
 scores it next to the same model without referral. Works on stored probabilities (numpy only).
 """
@@ -21,11 +25,24 @@ from rcl.taxonomy import Taxonomy
 # fit_referral considers at most this many band edges (quantiles of the malignancy probability):
 # all pairs are scored at once, so this bounds memory at ~MAX_BAND_EDGES² values.
 MAX_BAND_EDGES = 513
+# With no band (the target met without referring): a benign decision above this P(malignant) refers.
+BENIGN_CEILING = 0.5
+
+
+def uncertain(p_malignant, benign_decision, low: float | None, high: float | None) -> np.ndarray:
+    """Which cases are "uncertain": P(malignant) in ``[low, high]``, or a benign decision while
+    P(malignant) is above the band (above :data:`BENIGN_CEILING` when ``low``/``high`` are None)."""
+    p_malignant = np.asarray(p_malignant, dtype=np.float64)
+    benign_decision = np.asarray(benign_decision, dtype=bool)
+    if low is None:
+        return benign_decision & (p_malignant > BENIGN_CEILING)
+    return ((p_malignant >= low) & (p_malignant <= high)) | (benign_decision & (p_malignant > high))
 
 
 @dataclass(frozen=True)
 class ReferralRule:
-    """Refer a case to a clinician when its malignancy probability lies in ``[low, high]``.
+    """Refer a case to a clinician when it is :func:`uncertain` (P(malignant) in ``[low, high]``,
+    or a benign decision above the band).
 
     Malignancy probability = the sum of the probabilities of the critical classes (``critical``
     mask, in ``classes`` order). Outside the band the answer is the base decision: ``argmax`` when
@@ -99,7 +116,8 @@ def fit_referral(
     Every case gets the base decision (argmax, or Bayes under ``decision_matrix``); those whose
     malignancy probability is in the band ``[low, high]`` are referred instead. Candidate edges are
     the distinct malignancy probabilities (at most :data:`MAX_BAND_EDGES` quantiles) and all bands
-    are scored at once with cumulative sums. The target counts as met when the accepted Type II
+    are scored at once with cumulative sums; a benign decision above a band is referred too, so
+    every Type II error above the band is caught. The target counts as met when the accepted Type II
     errors ≤ ``target_cer`` × accepted malignant cases (so accepting no malignant case meets it
     with zero misses). Among qualifying bands: highest coverage, then lowest accepted CER, then the
     narrowest band. If none qualifies, the lowest-CER band is returned with ``met_target=False``.
@@ -119,22 +137,29 @@ def fit_referral(
     p_malignant = probs[:, critical].sum(axis=1)
     order = np.argsort(p_malignant, kind="stable")
     p_sorted = p_malignant[order]
-    miss = np.concatenate(
-        [[0], np.cumsum(error_tiers(labels, _base_decision(probs, matrix), taxonomy)[order] == 3)]
-    )
-    sick = np.concatenate([[0], np.cumsum(critical[labels][order])])
+    decisions = _base_decision(probs, matrix)[order]
+    alarmed = critical[decisions]  # a critical decision: kept even above the band
+
+    def cumulative(mask: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(mask)])
+
+    is_miss, is_sick = error_tiers(labels[order], decisions, taxonomy) == 3, critical[labels][order]
+    miss, sick, benign = cumulative(is_miss), cumulative(is_sick), cumulative(~alarmed)
+    miss_kept, sick_kept = cumulative(is_miss & alarmed), cumulative(is_sick & alarmed)
     n = labels.size
     edges = np.concatenate([[0], np.flatnonzero(np.diff(p_sorted) > 0) + 1, [n]])  # never split equal values
     if edges.size > MAX_BAND_EDGES:
         edges = np.unique(edges[np.linspace(0, edges.size - 1, MAX_BAND_EDGES).round().astype(int)])
 
-    # Bands referring sorted cases [a, b), a < b, plus the empty band (refer nobody) first.
+    # Bands referring sorted cases [a, b), a < b, and the benign decisions in [b, n); first the
+    # empty band (a = b = the first case above BENIGN_CEILING: only benign decisions above it refer).
+    ceiling = int(np.searchsorted(p_sorted, BENIGN_CEILING, side="right"))
     a, b = np.meshgrid(edges, edges, indexing="ij")
     keep = a < b
-    a, b = np.concatenate([[0], a[keep]]), np.concatenate([[0], b[keep]])
-    accepted = n - (b - a)
-    misses = miss[-1] - (miss[b] - miss[a])
-    malignant = sick[-1] - (sick[b] - sick[a])
+    a, b = np.concatenate([[ceiling], a[keep]]), np.concatenate([[ceiling], b[keep]])
+    accepted = n - (b - a) - (benign[-1] - benign[b])
+    misses = miss[a] + (miss_kept[-1] - miss_kept[b])
+    malignant = sick[a] + (sick_kept[-1] - sick_kept[b])
     with np.errstate(invalid="ignore", divide="ignore"):
         cer = np.where(malignant > 0, misses / malignant, 0.0)
     width = np.where(b > a, p_sorted[np.maximum(b - 1, 0)] - p_sorted[np.minimum(a, n - 1)], 0.0)
@@ -143,7 +168,7 @@ def fit_referral(
         candidates = np.flatnonzero(ok)
         best = candidates[np.lexsort((width[candidates], cer[candidates], -accepted[candidates]))[0]]
     else:  # every non-empty accepted set here has malignant cases, so its CER is defined
-        candidates = np.flatnonzero(accepted > 0)
+        candidates = np.flatnonzero(accepted > 0) if (accepted > 0).any() else np.arange(accepted.size)
         best = candidates[np.lexsort((width[candidates], -accepted[candidates], cer[candidates]))[0]]
     referred = b[best] > a[best]
     return ReferralRule(
@@ -169,10 +194,8 @@ def apply_referral(rule: ReferralRule, probs) -> tuple[np.ndarray, np.ndarray]:
     decisions = _base_decision(
         probs, None if rule.decision_matrix is None else np.asarray(rule.decision_matrix)
     )
-    if rule.low is None:
-        return decisions, np.zeros(probs.shape[0], dtype=bool)
-    p_malignant = probs[:, np.asarray(rule.critical)].sum(axis=1)
-    return decisions, (p_malignant >= rule.low) & (p_malignant <= rule.high)
+    critical = np.asarray(rule.critical)
+    return decisions, uncertain(probs[:, critical].sum(axis=1), ~critical[decisions], rule.low, rule.high)
 
 
 def referral_report(rule: ReferralRule, probs, labels, taxonomy: Taxonomy) -> dict:

@@ -1,5 +1,6 @@
-"""Single-image triage: class probabilities, the malignant-superclass probability, the argmax class,
-and the risk-calibrated (Bayes minimum-risk) decision with the expected cost of every option.
+"""Single-image triage: one answer (a class decision, "refer: uncertain" or "refer: unfamiliar
+image", see ``rcl.answers``), with the class probabilities, P(malignant superclass), the argmax
+class and the expected cost of every option under the decision rule.
 
 Research tool, not a diagnostic device. Inputs are untrusted uploads: size-limited, decoded
 through the same ``load_rgb``/``preprocess`` path as training, and any failure is a plain
@@ -11,39 +12,51 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from rcl.calibration import apply_temperature
+from rcl.answers import REFER_UNCERTAIN, REFER_UNFAMILIAR, Answer, answer_of, run_answers, uncertain_reason
 from rcl.data import load_rgb, preprocess
-from rcl.decision import decide, expected_costs
-from rcl.decision_scale import scaled_matrix
+from rcl.decision import expected_costs
+from rcl.ood import image_gate
 from rcl.runs import LoadedModel
-from rcl.text import pct
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-UNFAMILIAR = "unfamiliar image: refer (unlike the model's training data)"
 STACKING = ("this model was trained with a cost-sensitive loss: a Bayes decision under the full matrix "
             "applies the same costs twice (the model's own default uses a scale tuned on validation)")
+SYNTHETIC_FLAG = "trained on synthetic images: meaningless on real patients"
 
 
 @dataclass
 class TriageResult:
+    """One image's triage. ``answer`` is what to show as the answer; on a referral ``decision`` is
+    None and the probabilities are for inspection only (``trusted`` False on an unfamiliar image)."""
+
+    answer: Answer
     probabilities: dict[str, float]
     argmax: str
     malignant_probability: float
-    decision: str  # Bayes minimum-risk class under the matrix
+    decision: str | None  # the decision rule's class; None when the answer is a referral
+    decision_rule: str  # which rule decided, in words (rcl.answers)
+    referral_rule: str  # which referral rule applied, in words
     expected_costs: dict[str, float]
-    matrix_source: str
-    unfamiliar: bool = False  # out-of-distribution score above the run's validation threshold
+    unfamiliar: bool = False
     flags: list[str] = field(default_factory=list)  # e.g. "trained on synthetic images"
 
+    @property
+    def trusted(self) -> bool:
+        return not self.unfamiliar
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"answer": self.answer.to_dict(), "probabilities": self.probabilities,
+                "probabilities_trusted": self.trusted, "argmax": self.argmax,
+                "malignant_probability": self.malignant_probability, "decision": self.decision,
+                "decision_rule": self.decision_rule, "referral_rule": self.referral_rule,
+                "expected_costs": self.expected_costs, "unfamiliar": self.unfamiliar, "flags": self.flags}
 
 
 def read_image(image) -> object:
@@ -65,10 +78,10 @@ def read_image(image) -> object:
 
 
 @torch.no_grad()
-def forward(loaded: LoadedModel, image) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (K,) and penultimate features (1, D) of one image, from one backbone pass through
-    the training preprocessing."""
-    tensor = preprocess(read_image(image), loaded.image_size)
+def forward(loaded: LoadedModel, picture) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (K,) and penultimate features (1, D) of one PIL image, from one backbone pass
+    through the training preprocessing."""
+    tensor = preprocess(picture, loaded.image_size)
     device = next(loaded.model.parameters()).device
     feature_map = loaded.model.forward_features(tensor.to(device))
     logits = loaded.model.forward_head(feature_map).float().cpu().numpy()[0]
@@ -76,45 +89,45 @@ def forward(loaded: LoadedModel, image) -> tuple[np.ndarray, np.ndarray]:
     return logits, pooled
 
 
-def default_decision_matrix(loaded: LoadedModel) -> tuple[np.ndarray, str]:
-    """The run's own decision matrix: its training matrix, scaled by the factor tuned on validation
-    when the run was trained with a cost-sensitive loss (so the costs are not applied twice)."""
-    decision = loaded.card.get("extras", {}).get("decision", {})
-    scale = float(decision.get("scale", 1.0))
-    if scale == 1.0:
-        return loaded.matrix, "the model's training matrix"
-    return scaled_matrix(loaded.matrix, scale), f"the model's matrix at scale {scale:.3g}, tuned on validation"
+def unfamiliar_reason(loaded: LoadedModel, picture, features: np.ndarray) -> str | None:
+    """Why the image is unfamiliar (the image gate, then the run's detector), or None."""
+    gate = image_gate(picture)
+    if gate is not None:
+        return f"{gate}: not a picture of anything the model can read"
+    if loaded.ood is not None and loaded.ood.flag(features)[0]:
+        return (f"its features are further from the training images than those of "
+                f"{1 - loaded.ood.flag_rate:.0%} of validation images")
+    return None
 
 
 def triage(loaded: LoadedModel, image, matrix=None) -> TriageResult:
-    """Predict one image; ``matrix`` (default: the run's own decision matrix) drives the
-    risk-calibrated decision, on temperature-calibrated probabilities when the run has them."""
-    logits, features = forward(loaded, image)
-    temperature = loaded.card.get("extras", {}).get("calibration", {}).get("temperature", 1.0)
-    probs = apply_temperature(logits[None, :], temperature)[0]
-    taxonomy = loaded.taxonomy
-    flags = []
-    if matrix is None:
-        matrix, matrix_source = default_decision_matrix(loaded)
-    else:
-        matrix_source = "current matrix"
-        if loaded.cost_sensitive:
-            flags.append(STACKING)
-    costs = expected_costs(probs[None, :], matrix)[0]
-    decision = int(decide(probs[None, :], matrix)[0])
-    unfamiliar = bool(loaded.ood is not None and loaded.ood.flag(features)[0])
-    if unfamiliar:
-        flags.append(UNFAMILIAR)
+    """Answer one image with the run's default decision and referral rule (``matrix``: decide
+    under this user matrix instead), on temperature-calibrated probabilities."""
+    picture = read_image(image)
+    logits, features = forward(loaded, picture)
+    unfamiliar = unfamiliar_reason(loaded, picture, features)
+    extras = loaded.card.get("extras", {})
+    answers = run_answers(extras, loaded.matrix, loaded.taxonomy, logits[None, :],
+                          unfamiliar=[unfamiliar is not None], user_matrix=matrix)
+    flags = [STACKING] if matrix is not None and loaded.cost_sensitive else []
     if loaded.synthetic:
-        flags.append("trained on synthetic images: meaningless on real patients")
+        flags.append(SYNTHETIC_FLAG)
+    code, classes = int(answers.codes[0]), loaded.taxonomy.classes
+    p_malignant = float(answers.p_malignant[0])
+    reason = {REFER_UNFAMILIAR: unfamiliar,
+              REFER_UNCERTAIN: uncertain_reason(p_malignant, answers.low, answers.high)}.get(code, answers.decision)
+    costs = expected_costs(answers.probs, answers.decision_matrix)[0]
+    probs = answers.probs[0]
     return TriageResult(
-        probabilities={c: float(p) for c, p in zip(taxonomy.classes, probs)},
-        argmax=taxonomy.classes[int(probs.argmax())],
-        malignant_probability=float(probs[np.asarray(taxonomy.is_critical)].sum()),
-        decision=taxonomy.classes[decision],
-        expected_costs={c: float(v) for c, v in zip(taxonomy.classes, costs)},
-        matrix_source=matrix_source,
-        unfamiliar=unfamiliar,
+        answer=answer_of(code, classes, reason),
+        probabilities={c: float(p) for c, p in zip(classes, probs)},
+        argmax=classes[int(probs.argmax())],
+        malignant_probability=p_malignant,
+        decision=classes[code] if code >= 0 else None,
+        decision_rule=answers.decision,
+        referral_rule=answers.referral,
+        expected_costs={c: float(v) for c, v in zip(classes, costs)},
+        unfamiliar=unfamiliar is not None,
         flags=flags,
     )
 
@@ -196,40 +209,3 @@ def gradcam(loaded: LoadedModel, image, target: int | str | None = None) -> np.n
     if heat.shape != (size, size):
         heat = np.asarray(Image.fromarray(heat).resize((size, size), Image.BILINEAR), dtype=np.float32)
     return show_cam_on_image(base, np.clip(heat, 0, 1), use_rgb=True, image_weight=0.55)
-
-
-# --- referral ---------------------------------------------------------------------------------------
-
-# Fallback when the model carries no fitted referral rule: refer to a clinician unless the model is
-# at least 90% sure either way about malignancy, i.e. when P(malignant) is in [0.10, 0.90]. A fixed,
-# uncalibrated band: a run's own rule (``rcl.referral.fit_referral`` on validation, stored as
-# ``metrics.json["referral"]``) replaces it whenever present.
-REFERRAL_BAND = (0.10, 0.90)
-
-
-def referral(loaded: LoadedModel, result: TriageResult) -> dict:
-    """Should this case go to a clinician? ``refer``, ``low``, ``high``, and ``rule`` in words."""
-    from rcl.referral import ReferralRule, apply_referral
-
-    if result.unfamiliar:  # no probability band is trustworthy on an input unlike the training data
-        return {"refer": True, "low": None, "high": None,
-                "rule": "unfamiliar image: its features are further from the training data than 95% of "
-                        "validation images"}
-    probs = np.asarray([result.probabilities[c] for c in loaded.taxonomy.classes], dtype=np.float64)
-    stored = loaded.card.get("extras", {}).get("referral")
-    if isinstance(stored, dict):
-        try:
-            rule = ReferralRule.from_dict(stored.get("rule", stored))
-            if rule.classes == loaded.taxonomy.classes:
-                _, referred = apply_referral(rule, probs[None, :])
-                band = "no band (target met without referral)" if rule.low is None else \
-                    f"P(malignant) in [{rule.low:.2f}, {rule.high:.2f}]"
-                return {"refer": bool(referred[0]), "low": rule.low, "high": rule.high,
-                        "rule": f"the run's fitted referral rule: {band}, target CER {pct(rule.target_cer, 0)}"
-                                + ("" if rule.met_target else " (target NOT met on validation)")}
-        except ValueError:
-            pass
-    low, high = REFERRAL_BAND
-    p = result.malignant_probability
-    return {"refer": bool(low <= p <= high), "low": low, "high": high,
-            "rule": f"default band: refer when P(malignant) is in [{low:.2f}, {high:.2f}] (no fitted rule stored)"}

@@ -243,6 +243,12 @@ def test_matrix_notes_cost_sensitive_training(with_runs):
     at.run()
     no_exception(at)
     assert any("double-counts" in i.value for i in at.info)
+    # by default the run's own default decision, as in its metrics.json and on Triage: not the matrix twice
+    run = rcl.load_run(with_runs["home"] / run_id(with_runs, "rcl"))
+    assert any("the run's default decision" in c.value for c in at.caption)
+    assert metric_values(at)["CER"] == rcl.pct(run.metrics["decision"]["test"]["cer"])
+    at.toggle(key="matrix_redecide_anyway").set_value(True).run()
+    assert any("Bayes minimum-risk under this matrix" in c.value for c in at.caption)
 
 
 def test_triage_upload_real_image(with_runs):
@@ -251,16 +257,22 @@ def test_triage_upload_real_image(with_runs):
     at.file_uploader(key="triage_upload").set_value(("lesion.png", lesion, "image/png")).run()
     no_exception(at)
     values = metric_values(at)
-    assert set(values) >= {"P(malignant)", "Most likely class", "Decision"}
+    assert set(values) >= {"P(malignant)", "Answer"}
+    assert values["Answer"] in {*rcl.preset("isic2018").classes, "refer: uncertain", "refer: unfamiliar image"}
     assert any("SYNTHETIC" in w.value for w in at.warning)
     assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
 
 
-def test_triage_unfamiliar_image_is_referred_loudly(with_runs):
+def test_triage_unfamiliar_image_is_referred_with_no_class(with_runs):
     at = app("triage").run()
     at.file_uploader(key="triage_upload").set_value(("noise.png", png_bytes(80), "image/png")).run()
     no_exception(at)
-    assert any("Unfamiliar image: refer" in e.value for e in at.error), [e.value for e in at.error]
+    errors = [e.value for e in at.error]
+    assert sum("Refer: unfamiliar image" in e for e in errors) == 1, errors  # said once
+    values = metric_values(at)
+    assert values["Answer"] == "refer: unfamiliar image" and "P(malignant) (untrusted)" in values
+    assert not set(values.values()) & set(rcl.preset("isic2018").classes)  # no class shown as the answer
+    assert "UNTRUSTED" in figures(at)[0]["layout"]["title"]["text"]
 
 
 def test_triage_text_file_renamed_jpg(with_runs):
@@ -278,7 +290,7 @@ def test_triage_bundled_example_with_run_model(with_runs):
     at.selectbox(key="triage_model").set_value(next(o for o in models if o.startswith("run: ")))
     at.selectbox(key="triage_example").set_value("MEL").run()
     no_exception(at)
-    assert "Decision" in metric_values(at)
+    assert "Answer" in metric_values(at)
 
 
 def test_train_launch_and_bad_config(monkeypatch):
@@ -419,3 +431,18 @@ def test_guarantee_page_refuses_then_guarantees(with_runs):
     stored = [load_guarantee(run) for run in with_runs["runs"]]
     assert any(rule is not None and rule.target == 0.3 for rule in stored)
 
+
+def test_pareto_plots_answered_case_cer_against_coverage(with_runs):
+    at = app("pareto").run()
+    no_exception(at)
+    cover = [f for f in figures(at) if "coverage" in f["layout"].get("xaxis", {}).get("title", {}).get("text", "")]
+    assert len(cover) == 1
+    trace = cover[0]["data"][0]
+    stored = {rcl.load_run(p).summary()["label"]: rcl.load_run(p).metrics["abstention"] for p in with_runs["runs"]}
+    drawn = dict(zip(trace["text"], zip(array(trace["x"]), array(trace["y"]))))
+    assert set(drawn) == set(stored)
+    for label, (coverage, cer) in drawn.items():
+        assert coverage == pytest.approx(stored[label]["coverage"]["value"])
+        expected = stored[label]["cer_answered"]["value"]
+        assert (cer is None and expected is None) or cer == pytest.approx(expected)
+    assert any("default decision" in c.value for c in at.caption)

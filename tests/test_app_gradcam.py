@@ -9,10 +9,20 @@ import pytest
 import timm
 from PIL import Image
 
+from rcl.decision import decide
 from rcl.models import make_model
 from rcl.runs import LoadedModel
 from rcl.severity import severity_matrix
 from rcl.taxonomy import preset
+
+
+def lesion_bytes() -> bytes:
+    """A synthetic lesion (passes the image gate, unlike noise)."""
+    from rcl.data.synthetic import generate
+
+    buffer = io.BytesIO()
+    Image.fromarray(generate(n=7, image_size=48, seed=1)[0][0]).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def image_bytes(size: int = 48) -> bytes:
@@ -61,16 +71,20 @@ def test_gradcam_rejects_bad_target_and_bad_image():
         gradcam(model, b"not an image at all")
 
 
-def test_referral_default_band_and_stored_rule():
+def test_triage_refers_with_the_fallback_band_or_the_stored_rule():
     from rcl.referral import fit_referral
-    from rcl.triage import REFERRAL_BAND, referral, triage
+    from rcl.triage import triage
 
+    picture = lesion_bytes()
     model = loaded(make_model("small_cnn", 7), 32)
-    result = triage(model, image_bytes())
-    flag = referral(model, result)
-    low, high = REFERRAL_BAND
-    assert flag["refer"] == (low <= result.malignant_probability <= high)
-    assert "default band" in flag["rule"]
+    result = triage(model, picture)
+    assert "fixed band" in result.referral_rule and not result.unfamiliar  # no detector; the gate passes it
+    probs = np.array([list(result.probabilities.values())])
+    decision = decide(probs, model.matrix)[0]
+    p = result.malignant_probability
+    expected = 0.10 <= p <= 0.90 or (not model.taxonomy.is_critical[decision] and p > 0.90)
+    assert (result.answer.kind == "refer: uncertain") == expected
+    assert result.decision == (None if expected else model.taxonomy.classes[decision])
 
     taxonomy = preset("isic2018")
     rng = np.random.default_rng(0)
@@ -79,7 +93,5 @@ def test_referral_default_band_and_stored_rule():
     probs[np.arange(210), labels] += 1.0
     probs /= probs.sum(axis=1, keepdims=True)
     rule = fit_referral(probs, labels, taxonomy, target_cer=0.05)
-    stored = loaded(make_model("small_cnn", 7), 32, {"dataset": {}, "extras": {"referral": rule.to_dict()}})
-    flag = referral(stored, result)
-    assert "fitted referral rule" in flag["rule"]
-    assert isinstance(flag["refer"], bool)
+    stored = loaded(make_model("small_cnn", 7), 32, {"dataset": {}, "extras": {"referral": {"rule": rule.to_dict()}}})
+    assert "the run's referral rule, fitted on validation" in triage(stored, picture).referral_rule

@@ -151,21 +151,39 @@ def test_slider_moves_live_figures(server, browser, shots):
     page.close()
 
 
+def shown_answer(page) -> str:
+    """The value of the Triage page's "Answer" metric."""
+    metric = page.locator('[data-testid="stMetric"]', has_text="Answer").first
+    return metric.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
 def test_triage_upload(server, browser, shots, tmp_path):
-    image = tmp_path / "lesion.png"
-    image.write_bytes(png_bytes(96, seed=3))
+    from rcl.taxonomy import preset
+
+    classes = set(preset("isic2018").classes)
+    example = ROOT / "assets" / "synthetic_NV.png"
+    noise = tmp_path / "noise.png"
+    noise.write_bytes(png_bytes(96, seed=3))
     fake = tmp_path / "notes.jpg"
     fake.write_text("this is a text file, not an image")
     page = browser.new_page(viewport={"width": 1400, "height": 2000})
     page.goto(f"{server['url']}/Triage")
     settle(page)
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
-    page.get_by_text("P(malignant)").first.wait_for(timeout=60_000)
-    settle(page)
+    upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    upload.set_input_files(str(example))  # a bundled example: answered, or referred as uncertain, never unfamiliar
     page.get_by_text("Grad-CAM for").first.wait_for(timeout=60_000)
+    settle(page)
+    assert shown_answer(page) in classes | {"refer: uncertain"}
     snap(page, "triage_upload", shots)
     assert_no_exception(page, "triage upload")
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(fake))
+    upload.set_input_files(str(noise))  # noise: referred as unfamiliar, no class as the answer
+    page.get_by_text("Refer: unfamiliar image.").first.wait_for(timeout=60_000)
+    settle(page)
+    assert shown_answer(page) == "refer: unfamiliar image"
+    assert page.get_by_text("P(malignant) (untrusted)").count() >= 1
+    snap(page, "triage_noise", shots)
+    assert_no_exception(page, "triage noise")
+    upload.set_input_files(str(fake))
     page.get_by_text("could not triage").first.wait_for(timeout=60_000)
     settle(page)
     snap(page, "triage_bad_upload", shots)

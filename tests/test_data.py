@@ -462,10 +462,17 @@ def test_cross_split_duplicates_are_dropped(tmp_path, toy_taxonomy):
             save_image(root / "Testing" / cls / f"{i}.png", 1000 + 100 * k + i)
     copy = root / "Testing" / "m" / "copy.png"
     copy.write_bytes((root / "Training" / "m" / "3.png").read_bytes())
+    Image.open(root / "Training" / "a" / "5.png").resize((40, 40)).save(root / "Testing" / "a" / "resized.jpg", quality=90)
     table = load_dataset(root, taxonomy=toy_taxonomy)
     splits = make_splits(table, seed=0)
     kept, dropped = drop_cross_split_duplicates(table, splits)
-    assert dropped == 1
+    assert dropped == {"exact": 1, "near": 0}  # near-duplicates need the decoded images
+    images = [rcl.data.load_rgb(p) for p in table.samples["path"]]
+    with_near, dropped = drop_cross_split_duplicates(table, splits, images)
+    assert dropped == {"exact": 1, "near": 1}
+    near_pair = [int(np.flatnonzero(table.samples["id"] == i)[0]) for i in ("Training/a/5.png", "Testing/a/resized.jpg")]
+    assert sum(row in np.concatenate(list(with_near.values())) for row in near_pair) == 1  # one of the two kept
+    assert sum(map(len, with_near.values())) == sum(map(len, splits.values())) - 2
     copy_row = int(np.flatnonzero(table.samples["id"] == "Testing/m/copy.png")[0])
     original_row = int(np.flatnonzero(table.samples["id"] == "Training/m/3.png")[0])
     holder = "train" if original_row in splits["train"] else "val"
@@ -475,6 +482,7 @@ def test_cross_split_duplicates_are_dropped(tmp_path, toy_taxonomy):
     report = audit(table, splits, near_duplicate_threshold=2)
     assert report.own_test_duplicates == 1
     assert report.exact_duplicates_across_splits[f"{holder}-test"] == 1
+    assert sum(report.near_duplicates_across_splits.values()) == 1 and "near-duplicates" in report.to_text()
     json.dumps(report.to_dict())
     assert "byte-identical copy" in report.to_text()
 
@@ -595,3 +603,18 @@ def _train_small_cnn() -> rcl.Evaluation:
     with torch.no_grad():
         predictions = model(x_test).argmax(1).numpy()
     return rcl.evaluate(y_test.numpy(), predictions, rcl.preset("isic2018"))
+
+
+def test_near_duplicates_need_the_same_colours_not_only_a_close_phash():
+    from rcl.data.splits import near_duplicates, perceptual_hashes
+
+    lesion = generate(7, 64, seed=2)[0][0]
+    tinted = lesion.astype(np.int64)  # redder and less green at the same grey level (0.299 R + 0.587 G)
+    tinted[..., 0] += 40
+    tinted[..., 1] -= 20
+    tinted = np.clip(tinted, 0, 255).astype(np.uint8)
+    copy = np.asarray(Image.fromarray(lesion).resize((90, 90)).resize((64, 64)))  # resized there and back
+    hashes = perceptual_hashes([lesion, copy, tinted])
+    same, matched, distance = near_duplicates(hashes, np.array([1, 2]), np.array([0]))
+    assert distance.max() <= 2 and matched.tolist() == [0, 0]  # both within the pHash threshold
+    assert same.tolist() == [False, True, False]  # only the copy has the same colours

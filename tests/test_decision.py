@@ -206,7 +206,10 @@ def test_referral_band_and_decisions():
     decisions, referred = rcl.apply_referral(rule, probs)
     np.testing.assert_array_equal(decisions, rcl.decide(probs, matrix))  # outside the band: Bayes
     p_malignant = probs[:, list(ISIC.is_critical)].sum(axis=1)
-    np.testing.assert_array_equal(referred, (p_malignant >= rule.low) & (p_malignant <= rule.high))
+    in_band = (p_malignant >= rule.low) & (p_malignant <= rule.high)
+    benign_above = ~np.asarray(ISIC.is_critical)[decisions] & (p_malignant > rule.high)
+    np.testing.assert_array_equal(referred, in_band | benign_above)
+    assert referred.mean() == pytest.approx(1 - rule.coverage)
     again = rcl.ReferralRule.from_dict(json.loads(json.dumps(rule.to_dict())))
     assert again == rule
     np.testing.assert_array_equal(rcl.apply_referral(again, probs)[1], referred)
@@ -215,12 +218,38 @@ def test_referral_band_and_decisions():
 def test_referral_not_needed_and_not_reachable():
     probs, labels = synthetic(6, n=300)
     rule = rcl.fit_referral(probs, labels, ISIC, target_cer=1.0)
-    assert rule.low is None and rule.coverage == 1.0 and rule.met_target
-    assert not rcl.apply_referral(rule, probs)[1].any()
-    # Every case: melanoma truth, 60% malignant mass spread thin, argmax says nevus — always a miss.
+    assert rule.met_target
+    decisions, referred = rcl.apply_referral(rule, probs)
+    p_malignant = probs[:, list(ISIC.is_critical)].sum(axis=1)
+    benign = ~np.asarray(ISIC.is_critical)[decisions]
+    # the widest coverage: referring at most the likely malignancies decided benign
+    assert referred.sum() <= (benign & (p_malignant > 0.5)).sum()
+    assert not referred[~benign].any()
+    # Every case: melanoma truth, 60% malignant mass spread thin, argmax says nevus: a likely
+    # malignancy decided benign is always referred, so nothing is left to answer.
     probs = np.tile([0.2, 0.4, 0.2, 0.2, 0, 0, 0], (5, 1))
     rule = rcl.fit_referral(probs, [0] * 5, ISIC, target_cer=0.1)
-    assert not rule.met_target and rule.cer_accepted == 1.0
+    assert rule.coverage == 0 and rule.cer_accepted is None
+    assert rcl.apply_referral(rule, probs)[1].all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), target=st.sampled_from([0.0, 0.05, 0.2]), scale=st.sampled_from([0.0, 1.0]))
+def test_referral_never_sends_a_likely_malignancy_home(seed, target, scale):
+    """Whatever the band: a benign decision above it is referred, and the coverage the fit reports is
+    the coverage its own rule gives."""
+    probs, labels = synthetic(seed, n=200, signal=1.0)
+    matrix = rcl.scaled_matrix(rcl.severity_matrix(ISIC, 2, 5), scale)
+    rule = rcl.fit_referral(probs, labels, ISIC, target_cer=target, decision_matrix=matrix)
+    decisions, referred = rcl.apply_referral(rule, probs)
+    p_malignant = probs[:, list(ISIC.is_critical)].sum(axis=1)
+    ceiling = 0.5 if rule.high is None else rule.high
+    answered_benign = ~referred & ~np.asarray(ISIC.is_critical)[decisions]
+    assert (p_malignant[answered_benign] <= ceiling).all()
+    assert referred.mean() == pytest.approx(1 - rule.coverage)
+    report = rcl.referral_report(rule, probs, labels, ISIC)
+    assert report["cer_accepted"] == pytest.approx(rule.cer_accepted) if rule.cer_accepted is not None \
+        else report["cer_accepted"] in (None, 0.0)
 
 
 def test_referral_errors(toy_taxonomy):

@@ -99,7 +99,11 @@ def test_evaluate_predict_runs_export(trained, tmp_path, capsys):
     assert len(predictions) == 2
     for p in predictions:
         assert abs(sum(p["probabilities"].values()) - 1) < 1e-5
-        assert p["decision"] in p["probabilities"] and 0 <= p["malignant_probability"] <= 1
+        assert 0 <= p["malignant_probability"] <= 1
+        if p["answer"]["referred"]:
+            assert p["decision"] is None and p["answer"]["label"] is None
+        else:
+            assert p["decision"] == p["answer"]["label"] and p["decision"] in p["probabilities"]
 
     assert main(["runs", "--json"]) == 0  # empty data dir in this test: still fine
     assert main(["export", str(trained), "--name", "demo"]) == 0
@@ -154,10 +158,16 @@ def test_ablation_grid_writes_one_table(tmp_path):
 def test_unfamiliar_images_are_flagged(trained, tmp_path):
     from PIL import Image
 
-    from rcl.triage import UNFAMILIAR, triage
+    from rcl.triage import triage
 
     metrics = json.loads((trained / "metrics.json").read_text())
     assert metrics["ood"]["val_flagged"] == pytest.approx(0.05, abs=0.04)  # ~5% of in-distribution by design
+    abstention = metrics["abstention"]  # the test split answered as triage answers: flagged cases are referred
+    n = abstention["n"]
+    assert abstention["n_refer_unfamiliar"] == round(metrics["ood"]["test_flagged"] * n)
+    assert abstention["n_answered"] + abstention["n_refer_uncertain"] + abstention["n_refer_unfamiliar"] == n
+    assert abstention["coverage"]["value"] == pytest.approx(abstention["n_answered"] / n)
+    assert "run's default decision" in abstention["decision"]
     loaded = load_model(trained)
     rng = np.random.default_rng(0)
     flags = []
@@ -167,11 +177,12 @@ def test_unfamiliar_images_are_flagged(trained, tmp_path):
         noise.save(path)
         result = triage(loaded, path)
         flags.append(result.unfamiliar)
-        assert (UNFAMILIAR in result.flags) == result.unfamiliar
+        assert (result.answer.text == "refer: unfamiliar image") == result.unfamiliar
     assert np.mean(flags) >= 0.9
 
 
 def test_cost_sensitive_run_warns_against_applying_costs_twice(trained):
+    from rcl.answers import USER_MATRIX
     from rcl.triage import STACKING, triage
 
     metrics = json.loads((trained / "metrics.json").read_text())
@@ -183,9 +194,9 @@ def test_cost_sensitive_run_warns_against_applying_costs_twice(trained):
     dataset_root = json.loads((trained / "config.json").read_text())["dataset"]["root"]
     image = sorted(Path(dataset_root).rglob("*.png"))[0]
     own = triage(loaded, image)
-    assert STACKING not in own.flags and "model's" in own.matrix_source
+    assert STACKING not in own.flags and own.decision_rule.startswith("the run's default decision")
     raw = triage(loaded, image, matrix=loaded.matrix)
-    assert STACKING in raw.flags and raw.matrix_source == "current matrix"
+    assert STACKING in raw.flags and raw.decision_rule == USER_MATRIX
 
 
 def test_reselect_a_finished_run_without_retraining(trained, capsys):
@@ -263,7 +274,7 @@ def test_posthoc_analysis_recomputes_metrics_from_the_stored_arrays(trained, tmp
     (copy / "ood.npz").unlink()
     stored = json.loads((trained / "metrics.json").read_text())
     fresh = json.loads(json.dumps(analyse(copy), default=float))
-    for key in ("val", "test", "calibration", "decision", "referral", "ood"):
+    for key in ("val", "test", "calibration", "decision", "referral", "ood", "abstention"):
         assert fresh[key] == stored[key], key
     assert (copy / "ood.npz").is_file()
     with np.load(trained / "features.npz") as features:
@@ -288,5 +299,5 @@ def test_train_with_malignant_on_a_two_superclass_folder(tmp_path, capsys):
                                              {"name": "tumour", "superclass": "malignant"}]
     assert config["train"]["malignant"] == ["tumour"]
     capsys.readouterr()
-    assert main(["evaluate", str(out), "--data", str(tmp_path / "data"), "--malignant", "tumour"]) == 0
+    assert main(["evaluate", str(out), "--data", str(tmp_path / "data"), "--malignant", "tumour", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["test"]["n"] == 60

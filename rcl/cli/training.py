@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from rcl.cli import command, fmt, print_json
 
@@ -124,11 +123,40 @@ def cmd_train(args: argparse.Namespace) -> int:
             report(event)
 
     metrics = run_training(config, out, callback, overwrite=args.overwrite)
-    test = metrics["test"]
     print(f"run folder: {out}")
-    print(f"test: CER {fmt(test['cer'])} · F1-macro {fmt(test['f1_macro'])} · accuracy {fmt(test['accuracy'])} · "
-          f"tiers {test['tiers']}")
+    print("\n".join(test_lines(metrics)))
     return 0
+
+
+def figures_line(name: str, figures: dict) -> str:
+    """CER, F1-macro and accuracy, named by the decision rule that produced them."""
+    return f"{name}: CER {fmt(figures['cer'])} · F1-macro {fmt(figures['f1_macro'])} · accuracy {fmt(figures['accuracy'])}"
+
+
+def abstention_line(report: dict) -> str:
+    """The figures with abstention (``rcl.answers.abstention_report``) in one line, with CIs."""
+    from rcl.text import ci_text, num, pct
+
+    def ci(name: str, formatter=pct) -> str:
+        return ci_text(report[name]["value"], report[name]["low"], report[name]["high"], formatter)
+
+    return (f"with referral ({report['n_answered']} answered, {report['n_refer_uncertain']} referred as uncertain, "
+            f"{report['n_refer_unfamiliar']} as unfamiliar): coverage {ci('coverage')} · CER on answered cases "
+            f"{ci('cer_answered')} · F1-macro on answered cases {ci('f1_macro_answered', num)} · CER if referred "
+            f"cases were sent home {ci('cer_if_sent_home')}")
+
+
+def test_lines(metrics: dict) -> list[str]:
+    """A run's test figures: its default decision first, argmax as the labelled comparison, then
+    the figures with abstention."""
+    from rcl.answers import ARGMAX, default_decision_name
+
+    decision = metrics.get("decision", {})
+    rows = [(default_decision_name(float(decision.get("scale", 1.0))), decision["test"])] if "test" in decision else []
+    lines = [f"test, {figures_line(name, t)}" for name, t in [*rows, (ARGMAX, metrics["test"])]]
+    if "abstention" in metrics:
+        lines.append(f"test {abstention_line(metrics['abstention'])}")
+    return lines
 
 
 def add_evaluate(p: argparse.ArgumentParser) -> None:
@@ -139,7 +167,8 @@ def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--taxonomy", metavar="FILE", help="a taxonomy JSON file for the data's classes")
     p.add_argument("--ood-only", action="store_true",
                    help="data of other classes: report only the share of images flagged as unfamiliar")
-    p.add_argument("--out", help="write the metrics JSON here (default: print it)")
+    p.add_argument("--out", help="write the metrics JSON here")
+    p.add_argument("--json", action="store_true", help="print the metrics JSON instead of the summary")
 
 
 @command("evaluate", "evaluate a trained run on another dataset (external test set)", add_evaluate)
@@ -150,21 +179,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     taxonomy = Taxonomy.load(args.taxonomy) if args.taxonomy else None
     result = evaluate_external(args.run_dir, args.data, args.preset, ood_only=args.ood_only,
                                malignant=args.malignant, taxonomy=taxonomy)
-    if not args.out:
+    if args.out:
+        from rcl.atomic import write_json
+
+        write_json(args.out, result)
+    if args.json:
         print_json(result)
         return 0
-    from pathlib import Path
-
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    summary = [f"wrote {args.out}: {result['n']} images"]
-    if "test" in result:
-        test = result["test"]
-        summary.append(f"CER {fmt(test['cer'])} · F1-macro {fmt(test['f1_macro'])} · accuracy {fmt(test['accuracy'])}")
-    if "ood" in result:
-        summary.append(f"{result['ood']['flagged_share']:.1%} flagged as unfamiliar "
-                       f"(about {result['ood']['expected_share_in_distribution']:.0%} expected in distribution)")
-    print(" · ".join(summary))
+    print("\n".join(evaluate_summary(result) + ([f"wrote {args.out}"] if args.out else [])))
     return 0
+
+
+def evaluate_summary(result: dict) -> list[str]:
+    """``rcl evaluate``'s lines: the run's default decision first, argmax as the labelled comparison,
+    then the figures with abstention and the unfamiliar share."""
+    lines = [f"{result['n']} images of {result['data']}"]
+    if "decision" in result:
+        lines += [figures_line(result["decision"]["rule"], result["decision"]["test"]),
+                  figures_line(result["test"]["decision"], result["test"]), abstention_line(result["abstention"])]
+    if "ood" in result:
+        lines.append(f"{result['ood']['flagged_share']:.1%} flagged as unfamiliar "
+                     f"(about {result['ood']['expected_share_in_distribution']:.0%} expected in distribution)")
+    return lines
 
 
 def add_predict(p: argparse.ArgumentParser) -> None:
@@ -201,10 +237,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if "error" in r:
                 print(f"{r['image']}: error: {r['error']}")
                 continue
-            flags = "".join(f" · {f}" for f in r["flags"])
-            print(f"{r['image']}: {r['argmax']} (p={r['probabilities'][r['argmax']]:.2f}) · "
-                  f"P(malignant)={r['malignant_probability']:.2f} · risk-calibrated decision: {r['decision']}{flags}")
+            print(predict_line(r))
     return 1 if failed == len(results) else 0
+
+
+def predict_line(result: dict) -> str:
+    """One image's answer in one line: the class, or the referral with no class as the answer."""
+    from rcl.triage import SYNTHETIC_FLAG  # said once, above the lines
+
+    answer = result["answer"]
+    flags = "".join(f" · {f}" for f in result["flags"] if f != SYNTHETIC_FLAG)
+    if not answer["referred"]:
+        return (f"{result['image']}: {answer['text']} · P(malignant)={result['malignant_probability']:.2f} · "
+                f"decided by {answer['reason']}{flags}")
+    if result["probabilities_trusted"]:
+        return f"{result['image']}: {answer['text'].upper()}: {answer['reason']} (no class is the answer){flags}"
+    return (f"{result['image']}: {answer['text'].upper()}: {answer['reason']} (P(malignant)="
+            f"{result['malignant_probability']:.2f} is untrusted; no class is the answer){flags}")
 
 
 def add_reselect(p: argparse.ArgumentParser) -> None:

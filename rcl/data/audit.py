@@ -14,12 +14,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from rcl.data.images import load_rgb
-from rcl.data.splits import content_hashes, make_splits
+from rcl.data.splits import (
+    NEAR_DUPLICATE_THRESHOLD,
+    content_hashes,
+    make_splits,
+    near_duplicates,
+    perceptual_hashes,
+)
 from rcl.data.table import DatasetTable
 
-NEAR_DUPLICATE_THRESHOLD = 2  # Hamming distance between 64-bit pHashes: re-encoded/resized copies
 _EXAMPLES = 20  # how many file names each finding lists
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 @dataclass
@@ -79,17 +83,14 @@ def _pairs() -> list[tuple[str, str]]:
     return [("train", "val"), ("train", "test"), ("val", "test")]
 
 
-def _perceptual_hashes(paths: list[str], unreadable: dict[str, str]) -> list:
-    import imagehash
-
-    hashes = []
+def _decoded(paths: list[str], unreadable: dict[str, str]):
+    """Each path decoded in turn (None, with the reason noted, when it cannot be)."""
     for path in paths:
         try:
-            hashes.append(imagehash.phash(load_rgb(path)))
+            yield load_rgb(path)
         except ValueError as exc:
             unreadable.setdefault(path, str(exc).split(": ", 1)[-1])
-            hashes.append(None)
-    return hashes
+            yield None
 
 
 def audit(table: DatasetTable, splits: dict[str, np.ndarray] | None = None, seed: int = 0,
@@ -98,7 +99,8 @@ def audit(table: DatasetTable, splits: dict[str, np.ndarray] | None = None, seed
     """Audit ``table`` under ``splits`` (default: ``make_splits`` with ``seed``).
 
     Exact duplicates are found by SHA-256 of the file bytes. Near-duplicates need every image
-    decoded for a perceptual hash (pHash, Hamming distance <= ``near_duplicate_threshold``);
+    decoded for a perceptual hash (pHash, Hamming distance <= ``near_duplicate_threshold``, confirmed
+    on colour thumbnails: ``rcl.data.splits.near_duplicates``);
     pass ``None`` to skip that part on large sets; exact copies are not counted again as near ones.
     Comparisons are pairwise across splits; "A-B" counts the B images with a match in A.
     """
@@ -138,25 +140,17 @@ def audit(table: DatasetTable, splits: dict[str, np.ndarray] | None = None, seed
 
     near, near_examples = {}, []
     if near_duplicate_threshold is not None:
-        phashes = _perceptual_hashes(list(paths), unreadable)
-        bits = np.array([h.hash.flatten() if h is not None else np.zeros(64, bool) for h in phashes])
-        packed = np.packbits(bits, axis=1).view(np.uint64).ravel()
-        valid = np.array([h is not None for h in phashes])
+        pictures = perceptual_hashes(_decoded(list(paths), unreadable))
         for first, second in _pairs():
-            a = splits[first][valid[splits[first]]]
-            b = splits[second][valid[splits[second]]]
+            same, nearest, distance = near_duplicates(pictures, splits[second], splits[first],
+                                                      near_duplicate_threshold)
+            checked = splits[second][pictures.valid[splits[second]]]
             found = 0
-            for start in range(0, len(b), 256):  # (256 × |a|) XOR/popcount block: memory stays small
-                block = b[start : start + 256]
-                xor = packed[block][:, None] ^ packed[a][None, :]
-                distance = _POPCOUNT[xor.view(np.uint8)].reshape(len(block), len(a), 8).sum(axis=2)
-                best = distance.argmin(axis=1) if len(a) else np.zeros(len(block), int)
-                for i, row in enumerate(block):
-                    if len(a) and distance[i, best[i]] <= near_duplicate_threshold and hashes[row] != hashes[a[best[i]]]:
-                        found += 1
-                        if len(near_examples) < _EXAMPLES:
-                            near_examples.append((samples["id"].iat[a[best[i]]], samples["id"].iat[row],
-                                                  int(distance[i, best[i]])))
+            for row, match, d in zip(checked, nearest, distance):
+                if same[row] and hashes[row] != hashes[match]:
+                    found += 1
+                    if len(near_examples) < _EXAMPLES:
+                        near_examples.append((samples["id"].iat[match], samples["id"].iat[row], int(d)))
             near[f"{first}-{second}"] = found
 
     groups = samples["group"].to_numpy()
@@ -172,6 +166,9 @@ def audit(table: DatasetTable, splits: dict[str, np.ndarray] | None = None, seed
     if any(exact.values()):
         warnings.append("held-out images have byte-identical copies in an earlier split; training drops them "
                         "(TrainConfig.drop_duplicates)")
+    if any(near.values()):
+        warnings.append("held-out images have near-duplicates (perceptual hash) in an earlier split; training "
+                        "drops them too (TrainConfig.drop_duplicates)")
     for split, rows in splits.items():
         missing = [c for c, n in counts[split].items() if n == 0]
         if missing and len(rows):

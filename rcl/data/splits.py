@@ -1,4 +1,4 @@
-"""Leakage-safe train/val/test splits and content duplicates.
+"""Leakage-safe train/val/test splits and content duplicates (byte copies and near-duplicates).
 
 Why custom and not ``train_test_split``: the splits must be *stratified* (rare classes such as DF
 with 115 images must reach every split), *grouped* (HAM10000 has several images per lesion, and
@@ -10,6 +10,7 @@ quota, gives all three and is exact when there are no groups.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -126,8 +127,97 @@ def duplicate_mask(table: DatasetTable, splits: dict[str, np.ndarray]) -> np.nda
     return mask
 
 
-def drop_cross_split_duplicates(table: DatasetTable, splits: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-    """``splits`` without the rows ``duplicate_mask`` flags, and how many were dropped."""
-    mask = duplicate_mask(table, splits)
-    kept = {name: rows[~mask[rows]] for name, rows in splits.items()}
-    return kept, int(mask.sum())
+# -- near-duplicates: perceptual hashes ------------------------------------------------------------
+NEAR_DUPLICATE_THRESHOLD = 2  # Hamming distance between 64-bit pHashes: re-encoded/resized copies
+# A pHash match is confirmed on colour thumbnails: at most this mean absolute difference (0-255).
+# pHash reads only grey-level low frequencies, so distinct lesions (a dark round blob, centred, on
+# lighter skin) can hash within 2 bits of each other; a copy also matches in colour.
+SAME_PICTURE_DIFFERENCE = 12.0
+THUMBNAIL = 16
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+@dataclass
+class PictureHashes:
+    """Per image: the 64-bit pHash packed as uint64, a THUMBNAIL² colour thumbnail, and whether
+    the image could be read."""
+
+    packed: np.ndarray
+    thumbnails: np.ndarray
+    valid: np.ndarray
+
+
+def perceptual_hashes(images) -> PictureHashes:
+    """pHash and thumbnail of each image (PIL images or (S, S, 3) uint8 arrays; None = unreadable),
+    taken one at a time, so a generator of decoded files never holds more than one."""
+    import imagehash
+    from PIL import Image
+
+    bits, thumbnails, valid = [], [], []
+    for image in images:
+        if image is not None and not isinstance(image, Image.Image):
+            image = Image.fromarray(image)
+        valid.append(image is not None)
+        bits.append(imagehash.phash(image).hash.flatten() if image is not None else np.zeros(64, bool))
+        thumbnails.append(np.zeros((THUMBNAIL, THUMBNAIL, 3), np.uint8) if image is None else
+                          np.asarray(image.convert("RGB").resize((THUMBNAIL, THUMBNAIL), Image.BILINEAR)))
+    packed = np.packbits(np.array(bits, dtype=bool).reshape(-1, 64), axis=1).view(np.uint64).ravel()
+    return PictureHashes(packed, np.array(thumbnails, dtype=np.uint8).reshape(-1, THUMBNAIL, THUMBNAIL, 3),
+                         np.array(valid, dtype=bool))
+
+
+def nearest_hashes(hashes: PictureHashes, rows: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``rows``: the row of ``candidates`` with the nearest pHash, and the Hamming
+    distance (65 when there is no candidate). Blocks of 256 keep memory at 256 × |candidates|."""
+    packed = hashes.packed
+    best_rows, best = np.zeros(len(rows), dtype=np.int64), np.full(len(rows), 65, dtype=np.int64)
+    if not len(candidates):
+        return best_rows, best
+    for start in range(0, len(rows), 256):
+        block = rows[start : start + 256]
+        xor = packed[block][:, None] ^ packed[candidates][None, :]
+        distance = _POPCOUNT[xor.view(np.uint8)].reshape(len(block), len(candidates), 8).sum(axis=2)
+        nearest = distance.argmin(axis=1)
+        best_rows[start : start + len(block)] = candidates[nearest]
+        best[start : start + len(block)] = distance[np.arange(len(block)), nearest]
+    return best_rows, best
+
+
+def near_duplicates(hashes: PictureHashes, rows: np.ndarray, candidates: np.ndarray,
+                    threshold: int = NEAR_DUPLICATE_THRESHOLD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of ``rows`` repeat a picture among ``candidates``: pHash within ``threshold`` and
+    colour thumbnails within :data:`SAME_PICTURE_DIFFERENCE`. Returns the mask, the matched rows
+    and the Hamming distances."""
+    rows, candidates = rows[hashes.valid[rows]], candidates[hashes.valid[candidates]]
+    matched, distance = nearest_hashes(hashes, rows, candidates)
+    difference = np.abs(hashes.thumbnails[rows].astype(np.float64) - hashes.thumbnails[matched]).mean(axis=(1, 2, 3))
+    same = (distance <= threshold) & (difference <= SAME_PICTURE_DIFFERENCE)
+    return np.isin(np.arange(len(hashes.valid)), rows[same]), matched, distance
+
+
+def near_duplicate_mask(hashes: PictureHashes, splits: dict[str, np.ndarray],
+                        threshold: int = NEAR_DUPLICATE_THRESHOLD) -> np.ndarray:
+    """Boolean per row: a test image that repeats a train picture (:func:`near_duplicates`), or a
+    val image that repeats a train or test one (the same image re-encoded or resized)."""
+    mask = np.zeros(len(hashes.valid), dtype=bool)
+    earlier = splits["train"]
+    for split in ("test", "val"):
+        found = near_duplicates(hashes, splits[split], earlier, threshold)[0]
+        mask |= found
+        earlier = np.concatenate([earlier, splits[split][~found[splits[split]]]])
+    return mask
+
+
+def drop_cross_split_duplicates(table: DatasetTable, splits: dict[str, np.ndarray], images=None,
+                                threshold: int = NEAR_DUPLICATE_THRESHOLD) -> tuple[dict[str, np.ndarray], dict]:
+    """``splits`` without the held-out rows that repeat an earlier split: byte copies
+    (``duplicate_mask``), then, given the decoded ``images`` (one per row), near-duplicates by
+    perceptual hash (``near_duplicate_mask``). Returns the kept splits and the counts dropped,
+    ``{"exact": n, "near": m}``."""
+    exact = duplicate_mask(table, splits)
+    kept = {name: rows[~exact[rows]] for name, rows in splits.items()}
+    near = np.zeros_like(exact)
+    if images is not None:
+        near = near_duplicate_mask(perceptual_hashes(images), kept, threshold)
+        kept = {name: rows[~near[rows]] for name, rows in kept.items()}
+    return kept, {"exact": int(exact.sum()), "near": int(near.sum())}

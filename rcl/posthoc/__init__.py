@@ -2,13 +2,15 @@
 
 ``analyse(run_dir)`` recomputes the post-hoc part of ``metrics.json`` for any finished run:
 argmax figures per split, bootstrap CIs, temperature calibration, the default decision, the
-referral rule and (when ``features.npz`` is stored) the unfamiliar-image detector.
+referral rule, (when ``features.npz`` is stored) the unfamiliar-image detector, and the test
+figures with abstention (the run's answers: its default decision, referral rule and detector).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rcl.answers import abstention_report, run_answers
 from rcl.metrics import argmax_metrics
 from rcl.posthoc.defaults import REFERRAL_TARGET_CER, decision_defaults
 from rcl.posthoc.detector import fit_detector
@@ -19,7 +21,7 @@ from rcl.uncertainty import bootstrap_ci
 
 def analyse(run_dir: str | Path) -> dict:
     """The post-hoc entries of ``metrics.json`` (``val``, ``test``, ``calibration``, ``decision``,
-    ``referral`` and ``ood``), computed from the run folder alone. Writes ``ood.npz``."""
+    ``referral``, ``ood`` and ``abstention``), computed from the run folder alone. Writes ``ood.npz``."""
     stored = load_stored(run_dir)
     taxonomy, matrix = stored.taxonomy, stored.matrix
     result = {split: argmax_metrics(arrays["logits"], arrays["labels"], taxonomy, cost_matrix(matrix))
@@ -28,8 +30,12 @@ def analyse(run_dir: str | Path) -> dict:
     result["test"]["ci"] = bootstrap_ci(test["labels"], test["logits"].argmax(axis=1), taxonomy,
                                         seed=stored.train.get("seed", 0))
     result.update(decision_defaults(stored.train["loss"], taxonomy, matrix, stored.splits["val"], test))
+    unfamiliar = None
     if stored.features is not None:
-        result["ood"] = fit_detector(stored.path, stored.features)
+        result["ood"], unfamiliar = fit_detector(stored.path, stored.features)
+    answers = run_answers(result, matrix, taxonomy, test["logits"], unfamiliar)
+    result["abstention"] = abstention_report(test["labels"], answers.codes, taxonomy, answers.decision,
+                                             seed=stored.train.get("seed", 0))
     return result
 
 
