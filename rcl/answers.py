@@ -26,7 +26,7 @@ from rcl.metrics import as_labels
 from rcl.referral import BENIGN_CEILING, ReferralRule, uncertain
 from rcl.severity import as_matrix
 from rcl.taxonomy import Taxonomy
-from rcl.uncertainty import _check_settings, _interval, _resampled_counts, _value, confusion_metrics
+from rcl.uncertainty import _check_settings, _resampled_counts, _value, confusion_metrics, percentile_interval
 
 DECIDED = "decision"
 REFER_UNCERTAIN, REFER_UNFAMILIAR = -1, -2
@@ -222,7 +222,7 @@ def abstention_report(labels, codes, taxonomy: Taxonomy, decision: str, n_resamp
     }
     for name, value in observed.items():
         value = _value(value)
-        low, high, _ = _interval(resampled[name], confidence) if value is not None else (None, None, 0)
+        low, high, _ = percentile_interval(resampled[name], confidence) if value is not None else (None, None, 0)
         report[name] = {"value": value, "low": low, "high": high}
     return report
 
