@@ -60,6 +60,12 @@ use_current = st.toggle("Decide under the Severity page's matrix instead of the 
 matrix = current_matrix(loaded.taxonomy) if use_current else None
 if use_current:
     st.caption(f"Decision: Bayes minimum-risk under {rcl.matrix_caption(matrix)} (set on **Severity matrix**)")
+guarantee = rcl.stored_guarantee(loaded)
+use_guarantee = guarantee is not None and st.toggle(
+    "Decide by the guaranteed miss-rate rule (set on **Guarantee**)", value=False, key="triage_use_guarantee",
+    disabled=use_current)
+if use_guarantee:
+    st.caption(f"Guarantee: {guarantee.sentence()}")
 
 # --- image --------------------------------------------------------------------------------------
 left, right = st.columns(2, gap="large")
@@ -83,7 +89,7 @@ if image_bytes is None:
 result = None
 with guard(f"could not triage {image_name!r}"):
     picture = rcl.read_image(image_bytes)  # a clear ValueError for anything that is not a readable image
-    result = rcl.triage_image(loaded, image_bytes, matrix)
+    result = rcl.triage_image(loaded, image_bytes, matrix, guarantee if use_guarantee else None)
 if result is None:
     st.stop()
 

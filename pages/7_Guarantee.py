@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import rcl
-from ui.common import disclaimer, fmt_pct, get_run, guard, no_runs_message, page, run_picker
+from ui.common import disclaimer, get_run, guard, no_runs_message, page, run_picker
 
 MODE_LABELS = {"high-probability": "with a confidence level (Learn-then-Test)",
                "expected": "on average (conformal risk control)"}
@@ -54,13 +54,13 @@ with guard("guarantee"):
              f"({rule.misses_calibration} missed).")
     st.markdown(f"**Price on the test split** ({report['n']} cases, the rule above):")
     cols = st.columns(4)
-    cols[0].metric("CER (answered)", fmt_pct(report["cer"]["value"]),
+    cols[0].metric("CER (answered)", rcl.pct(report["cer"]["value"]),
                    help=f"{report['misses']} of {report['n_answered_malignant']} answered malignant cases called benign")
     cols[1].metric("F1-macro (answered)", f"{report['f1_macro']['value']:.3f}" if report["f1_macro"]["value"] is not None
                    else "n/a")
-    cols[2].metric("False alarms", fmt_pct(report["false_alarm_rate"]["value"]),
+    cols[2].metric("False alarms", rcl.pct(report["false_alarm_rate"]["value"]),
                    help=f"of {report['false_alarm_rate']['n']} benign cases")
-    cols[3].metric("Referred", fmt_pct(report["referral_rate"]["value"]))
+    cols[3].metric("Referred", rcl.pct(report["referral_rate"]["value"]))
     if st.button("Use this rule for this run (stored as guarantee.json)", key="guarantee_save"):
         st.success(f"Stored {rcl.save_guarantee(rule, run.path, {'report': report})}")
 

@@ -19,6 +19,7 @@ from rcl import paths
 from rcl.errors import explain
 from rcl.loss_registry import carries_costs, loss_spec
 from rcl.ood import OOD_FILE, MahalanobisDetector
+from rcl.posthoc.guarantee import GUARANTEE_FILE
 from rcl.severity import SeverityMatrix
 from rcl.taxonomy import Taxonomy
 from rcl.text import penalties
@@ -282,8 +283,9 @@ def export_run(run_dir: str | Path, name: str, models_root: str | Path | None = 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copy2(run.path / "model.safetensors", tmp / "model.safetensors")
-    if (run.path / OOD_FILE).is_file():
-        shutil.copy2(run.path / OOD_FILE, tmp / OOD_FILE)
+    for extra in (OOD_FILE, GUARANTEE_FILE):  # the detector and a guaranteed rule travel with the model
+        if (run.path / extra).is_file():
+            shutil.copy2(run.path / extra, tmp / extra)
     card = {
         "name": name,
         "model": run.train["model"],

@@ -20,9 +20,11 @@ import torch
 from PIL import Image
 
 from rcl.answers import REFER_UNCERTAIN, REFER_UNFAMILIAR, Answer, answer_of, run_answers, uncertain_reason
+from rcl.calibration import softmax
 from rcl.data import load_rgb, preprocess
 from rcl.decision import expected_costs
 from rcl.ood import image_gate
+from rcl.posthoc.guarantee import GuaranteedRule, apply_guarantee, load_guarantee
 from rcl.runs import LoadedModel
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -46,6 +48,7 @@ class TriageResult:
     expected_costs: dict[str, float]
     unfamiliar: bool = False
     flags: list[str] = field(default_factory=list)  # e.g. "trained on synthetic images"
+    guarantee: str | None = None  # the guaranteed rule's statement, when that rule decided
 
     @property
     def trusted(self) -> bool:
@@ -56,7 +59,8 @@ class TriageResult:
                 "probabilities_trusted": self.trusted, "argmax": self.argmax,
                 "malignant_probability": self.malignant_probability, "decision": self.decision,
                 "decision_rule": self.decision_rule, "referral_rule": self.referral_rule,
-                "expected_costs": self.expected_costs, "unfamiliar": self.unfamiliar, "flags": self.flags}
+                "expected_costs": self.expected_costs, "unfamiliar": self.unfamiliar, "flags": self.flags,
+                "guarantee": self.guarantee}
 
 
 def read_image(image) -> object:
@@ -100,9 +104,14 @@ def unfamiliar_reason(loaded: LoadedModel, picture, features: np.ndarray) -> str
     return None
 
 
-def triage(loaded: LoadedModel, image, matrix=None) -> TriageResult:
+def triage(loaded: LoadedModel, image, matrix=None, guarantee: GuaranteedRule | None = None) -> TriageResult:
     """Answer one image with the run's default decision and referral rule (``matrix``: decide
-    under this user matrix instead), on temperature-calibrated probabilities."""
+    under this user matrix instead), on temperature-calibrated probabilities.
+
+    ``guarantee`` (a rule from ``rcl guarantee``): decide by its threshold on P(malignant) instead,
+    read from the softmax the rule was calibrated on; its referral band is the referral. An
+    unfamiliar image is referred whatever the rule: it is outside every guarantee.
+    """
     picture = read_image(image)
     logits, features = forward(loaded, picture)
     unfamiliar = unfamiliar_reason(loaded, picture, features)
@@ -114,8 +123,12 @@ def triage(loaded: LoadedModel, image, matrix=None) -> TriageResult:
         flags.append(SYNTHETIC_FLAG)
     code, classes = int(answers.codes[0]), loaded.taxonomy.classes
     p_malignant = float(answers.p_malignant[0])
+    decision_rule, referral_rule = answers.decision, answers.referral
     reason = {REFER_UNFAMILIAR: unfamiliar,
-              REFER_UNCERTAIN: uncertain_reason(p_malignant, answers.low, answers.high)}.get(code, answers.decision)
+              REFER_UNCERTAIN: uncertain_reason(p_malignant, answers.low, answers.high)}.get(code, decision_rule)
+    if guarantee is not None:
+        code, reason, p_malignant, decision_rule, referral_rule = _guaranteed_answer(
+            guarantee, logits, classes, unfamiliar)
     costs = expected_costs(answers.probs, answers.decision_matrix)[0]
     probs = answers.probs[0]
     return TriageResult(
@@ -124,12 +137,37 @@ def triage(loaded: LoadedModel, image, matrix=None) -> TriageResult:
         argmax=classes[int(probs.argmax())],
         malignant_probability=p_malignant,
         decision=classes[code] if code >= 0 else None,
-        decision_rule=answers.decision,
-        referral_rule=answers.referral,
+        decision_rule=decision_rule,
+        referral_rule=referral_rule,
         expected_costs={c: float(v) for c, v in zip(classes, costs)},
         unfamiliar=unfamiliar is not None,
         flags=flags,
+        guarantee=guarantee.sentence() if guarantee is not None else None,
     )
+
+
+def _guaranteed_answer(rule: GuaranteedRule, logits: np.ndarray, classes, unfamiliar: str | None):
+    """(code, reason, P(malignant), decision rule, referral rule) of one image under a guaranteed rule."""
+    if list(rule.classes) != list(classes):
+        raise ValueError(f"the guaranteed rule is for classes {', '.join(rule.classes)}, the model has "
+                         f"{', '.join(classes)}: run `rcl guarantee` on this run again")
+    probs = softmax(logits[None, :])
+    decisions, referred = apply_guarantee(rule, probs)
+    p_malignant = float(probs[0, np.asarray(rule.critical, dtype=bool)].sum())
+    decision_rule = f"the guaranteed threshold: malignant when P(malignant) ≥ {rule.threshold:.3f}"
+    referral_rule = (f"the guaranteed rule's band: refer when {rule.refer_low:.3f} ≤ P(malignant) < "
+                     f"{rule.threshold:.3f}" if rule.refer_low is not None else "no referral band")
+    if unfamiliar is not None:
+        return REFER_UNFAMILIAR, f"{unfamiliar} (outside the guarantee)", p_malignant, decision_rule, referral_rule
+    if referred[0]:
+        return REFER_UNCERTAIN, f"P(malignant) {p_malignant:.2f} is inside the guaranteed rule's referral band", \
+            p_malignant, decision_rule, referral_rule
+    return int(decisions[0]), decision_rule, p_malignant, decision_rule, referral_rule
+
+
+def stored_guarantee(loaded: LoadedModel) -> GuaranteedRule | None:
+    """The guaranteed rule stored beside the run or exported model (``rcl guarantee``), or None."""
+    return load_guarantee(loaded.source)
 
 
 # --- Grad-CAM -------------------------------------------------------------------------------------

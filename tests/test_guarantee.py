@@ -3,6 +3,7 @@ against the population risk of a known generator over many calibration draws."""
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,17 @@ def test_cli_guarantee_on_a_synthetic_run(tmp_path, capsys):
     assert (~called[~sick]).any(), "the rule called every benign case malignant"
     assert main(["guarantee", str(out), "--max-cer", "0.001"]) == 2
     assert "at least" in capsys.readouterr().err
+
+    # the stored rule decides triage when chosen: its threshold on the softmax P(malignant), its sentence
+    examples = sorted(str(p) for p in (Path(__file__).parents[1] / "assets").glob("synthetic_*.png"))
+    assert main(["predict", str(out), *examples, "--rule", "guarantee", "--json"]) == 0
+    answered = json.loads(capsys.readouterr().out)
+    malignant = {c for c, m in zip(taxonomy.classes, taxonomy.is_critical) if m}
+    for result in answered:
+        assert result["guarantee"].startswith(f"At most {target:.0%} of malignant cases are called benign")
+        assert f"P(malignant) ≥ {printed['threshold']:.3f}" in result["decision_rule"]
+        if not result["answer"]["referred"]:
+            assert (result["decision"] in malignant) == (result["malignant_probability"] >= printed["threshold"])
+    (out / "guarantee.json").unlink()
+    assert main(["predict", str(out), examples[0], "--rule", "guarantee"]) == 2
+    assert "has no guaranteed rule: run `rcl guarantee" in capsys.readouterr().err

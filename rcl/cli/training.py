@@ -207,24 +207,35 @@ def add_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", metavar="RUN_DIR", help="a run folder or an exported model folder (models/NAME)")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--matrix", help="decide under this severity matrix JSON instead of the model's own")
+    p.add_argument("--rule", choices=("default", "guarantee"), default="default",
+                   help="default: the run's own decision; guarantee: the rule stored by `rcl guarantee`")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 @command("predict", "classify images with a trained run or exported model", add_predict)
 def cmd_predict(args: argparse.Namespace) -> int:
     from rcl.runs import load_model
-    from rcl.triage import triage
+    from rcl.triage import stored_guarantee, triage
 
     loaded = load_model(args.source)
-    matrix = None
+    matrix = guarantee = None
     if args.matrix:
         from rcl.severity import SeverityMatrix
 
         matrix = SeverityMatrix.load(args.matrix, loaded.taxonomy)
+    if args.rule == "guarantee":
+        if args.matrix:
+            raise ValueError("--rule guarantee decides by its own threshold: drop --matrix")
+        guarantee = stored_guarantee(loaded)
+        if guarantee is None:
+            raise ValueError(f"{args.source} has no guaranteed rule: run `rcl guarantee {args.source} --max-cer 0.05` "
+                             "first")
+        if not args.json:
+            print(f"rule: {guarantee.sentence()}")
     results, failed = [], 0
     for image in args.images:
         try:
-            results.append({"image": image, **triage(loaded, image, matrix).to_dict()})
+            results.append({"image": image, **triage(loaded, image, matrix, guarantee).to_dict()})
         except ValueError as exc:
             failed += 1
             results.append({"image": image, "error": str(exc)})
