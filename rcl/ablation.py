@@ -16,20 +16,27 @@ from rcl.text import MISSING
 
 
 def ablation_configs(base: TrainConfig, seeds: Iterable[int]) -> list[TrainConfig]:
-    """One config per (method, seed), derived from ``base`` by changing loss, α/β, seed and name."""
+    """One config per (method, seed), derived from ``base`` by changing loss, α/β, seed and name.
+
+    Names are ``<method>-seed<seed>``, after ``base.name`` when it has one (``hosp-A-CE-seed0``).
+    """
+    prefix = f"{base.name}-" if base.name else ""
     configs = []
     for seed in seeds:
         for method, loss in BASELINES.items():
-            configs.append(replace(base, loss=loss, matrix=None, loss_params={}, seed=seed, name=f"{method}-seed{seed}"))
+            configs.append(replace(base, loss=loss, matrix=None, loss_params={}, seed=seed,
+                                   name=f"{prefix}{method}-seed{seed}"))
         for method, (alpha, beta) in ABLATION_CONFIGS.items():
             configs.append(replace(base, loss="rcl", alpha=alpha, beta=beta, matrix=None, loss_params={},
-                                   seed=seed, name=f"{method}-seed{seed}"))
+                                   seed=seed, name=f"{prefix}{method}-seed{seed}"))
     return configs
 
 
 def method_of(name: str) -> str:
-    """``RCL-Proposed-seed2`` → ``RCL-Proposed``."""
-    return name.rsplit("-seed", 1)[0]
+    """``RCL-Proposed-seed2`` and ``hosp-A-RCL-Proposed-seed2`` → ``RCL-Proposed`` (a name of no
+    method of the grid is returned without its seed)."""
+    stem = name.rsplit("-seed", 1)[0]
+    return next((m for m in METHODS if stem == m or stem.endswith(f"-{m}")), stem)
 
 
 def summarise(rows: Sequence[dict]) -> pd.DataFrame:
