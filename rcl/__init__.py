@@ -19,7 +19,7 @@ from rcl.errors import debug_enabled, user_message
 from rcl.errors import explain as explain_error
 from rcl.metrics import TIERS, Evaluation, evaluate, pareto_front
 from rcl.paper import PAPER_RESULTS
-from rcl.paths import home, models_dir
+from rcl.paths import home, models_dir, save_weights_file
 from rcl.referral import ReferralRule, apply_referral, fit_referral, referral_report
 from rcl.severity import SeverityMatrix, severity_matrix
 from rcl.taxonomy import PRESETS, Taxonomy, preset
@@ -29,9 +29,10 @@ from rcl.uncertainty import bootstrap_ci, paired_difference
 __version__ = "0.1.0"
 
 # name -> (module, attribute), imported on first use: the run-folder modules reach torch through
-# the unfamiliar-image detector. Two names differ from their attribute: ``rcl.triage`` and
+# the unfamiliar-image detector. Some names differ from their attribute: ``rcl.triage`` and
 # ``rcl.referral`` are modules, so the functions of those names are ``triage_image`` and
-# ``referral_flag`` here.
+# ``referral_flag`` here; the job functions read ``submit_jobs``, ``cancel_jobs`` and ``job_*``
+# (``rcl.jobs.view``'s ``fraction``, ``status_text``, ``table_row``, ``failure_reason``).
 _LAZY = {
     **{name: ("rcl.runs", name) for name in ("LoadedModel", "Run", "load_model", "load_run")},
     **{name: ("rcl.listing", name) for name in ("decision_frontier", "exported_models", "folder_signature",
@@ -53,8 +54,12 @@ _LAZY = {
     "referral_flag": ("rcl.triage", "referral"),
     "triage_image": ("rcl.triage", "triage"),
     "JobStore": ("rcl.jobs", "JobStore"),
-    "ensure_worker": ("rcl.jobs", "ensure_worker"),
-    "worker_status": ("rcl.jobs", "worker_status"),
+    **{name: ("rcl.jobs", name) for name in ("WORKER_IDLE_MINUTES", "ensure_worker", "job_history", "job_logs",
+                                             "stop_worker", "worker_status")},
+    "cancel_jobs": ("rcl.jobs", "cancel"),
+    "submit_jobs": ("rcl.jobs", "submit"),
+    **{f"job_{name}": ("rcl.jobs.view", name) for name in ("fraction", "failure_reason", "status_text", "table_row")},
+    "ablation_configs": ("rcl.ablation", "ablation_configs"),
 }
 
 
@@ -100,6 +105,7 @@ __all__ = [
     "preset",
     "redecide",
     "referral_report",
+    "save_weights_file",
     "reliability_diagram",
     "scaled_matrix",
     "severity_matrix",

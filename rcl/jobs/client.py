@@ -40,7 +40,8 @@ def autostart() -> bool:
 
 
 def worker_status(store: JobStore | None = None, revive: bool = True) -> dict:
-    """Is a worker serving this data directory? ``alive``, ``pid``, ``heartbeat``, ``running`` job ids, ...
+    """Is a worker serving this data directory? ``alive``, ``pid``, ``heartbeat``, ``running`` job ids,
+    ``starting`` (the pid of a worker this process started that has not reported yet), ...
 
     With ``revive`` (and autostart allowed), a worker is started when jobs are queued or left
     running and none is alive; ``revived`` is then its pid (None otherwise).
@@ -50,17 +51,20 @@ def worker_status(store: JobStore | None = None, revive: bool = True) -> dict:
         process.poll()  # reap a spawned worker that exited, so its pid reads as gone
     now, host = time.time(), socket.gethostname()
     status: dict[str, Any] = {"alive": False, "pid": None, "heartbeat": None, "started": None,
-                              "max_parallel": None, "log": str(store.home / "worker.log"), "revived": None}
+                              "max_parallel": None, "log": str(store.home / "worker.log"), "revived": None,
+                              "starting": None}
     for row in store.workers():
         fresh = now - row["heartbeat"] < max(30.0, 5 * row["poll_interval"])
         if fresh and (row["host"] != host or pid_alive(row["pid"])):
             status.update(alive=True, pid=row["pid"], heartbeat=row["heartbeat"], started=row["started"],
                           max_parallel=row["max_parallel"])
             break
+    if not status["alive"]:  # started here a moment ago, before its first heartbeat
+        status["starting"] = next((p.pid for p in _SPAWNED if p.returncode is None), None)
     status["running"] = [job.id for job in store.list(states=["running"])]
     status["queued"] = store.count("queued")
     if revive and autostart() and not status["alive"] and (status["queued"] or status["running"]):
-        status["revived"] = ensure_worker(store=store)
+        status["revived"] = status["starting"] = ensure_worker(store=store)
     return status
 
 
