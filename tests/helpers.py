@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,10 +82,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class RunningApp:
+    url: str
+    pid: int
+
+    def inotify_watches(self) -> int:
+        """Files and folders the server watches through inotify (0 with the file watcher off)."""
+        total = 0
+        for info in Path(f"/proc/{self.pid}/fdinfo").glob("*"):
+            with contextlib.suppress(OSError):
+                total += info.read_text().count("inotify wd:")
+        return total
+
+
 @contextlib.contextmanager
-def streamlit_app(env: dict, log_path: Path, *extra: str, startup: float = 90) -> Iterator[str]:
+def streamlit_app(env: dict, log_path: Path, *extra: str, startup: float = 90) -> Iterator[RunningApp]:
     """``streamlit run app.py`` on a free local port with the repository's config (plus ``extra``
-    flags); yields its URL once healthy; stopped (its whole process group) on exit."""
+    flags); yields it once healthy; stopped on exit."""
     port = free_port()
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -105,7 +120,7 @@ def streamlit_app(env: dict, log_path: Path, *extra: str, startup: float = 90) -
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
                 time.sleep(0.5)
-            yield url
+            yield RunningApp(url, process.pid)
         finally:
             process.terminate()
             try:

@@ -33,8 +33,8 @@ def server(tmp_path_factory, shared_cache):
     env = {"RCL_HOME": str(home), "RCL_MODELS": str(models), "RCL_CACHE": str(shared_cache),
            "RCL_WORKER_AUTOSTART": "0"}  # the tests write job states themselves: no worker may run them
     with streamlit_app(env, base / "streamlit.log", "--server.headless", "true", "--browser.gatherUsageStats",
-                       "false", "--server.fileWatcherType", "none") as url:
-        yield {"url": url, "base": base, "home": home}
+                       "false", "--server.fileWatcherType", "none") as app:
+        yield {"url": app.url, "base": base, "home": home}
 
 
 @pytest.fixture(scope="module")
