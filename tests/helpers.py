@@ -97,15 +97,15 @@ class RunningApp:
 
 
 @contextlib.contextmanager
-def streamlit_app(env: dict, log_path: Path, *extra: str, startup: float = 90) -> Iterator[RunningApp]:
-    """``streamlit run app.py`` on a free local port with the repository's config (plus ``extra``
-    flags); yields it once healthy; stopped on exit."""
+def streamlit_app(env: dict, log_path: Path, *extra: str, startup: float = 90, root: Path = ROOT) -> Iterator[RunningApp]:
+    """``streamlit run app.py`` of the checkout ``root`` (this one by default) on a free local port with
+    its config (plus ``extra`` flags); yields it once healthy; stopped on exit."""
     port = free_port()
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
              "127.0.0.1", *extra],
-            cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=root, env={**os.environ, "PYTHONPATH": str(root), **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         url = f"http://127.0.0.1:{port}"
         try:
