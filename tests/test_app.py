@@ -171,6 +171,25 @@ def open_on(name: str, trained, loss: str):
     return at.run()
 
 
+def test_the_selected_run_never_changes_by_itself_and_comes_back_from_the_url(trained, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    shutil.copytree(trained["home"], home)
+    monkeypatch.setenv("RCL_HOME", str(home))
+    monkeypatch.setenv("RCL_MODELS", str(trained["models"]))
+    at = app("home").run()
+    newest = at.selectbox(key="run_picker").value
+    assert at.query_params["run"] == newest
+    shutil.copytree(home / run_id(trained, "ce"), home / "run-9-newer")  # a run finishes meanwhile
+    at.run()
+    assert any("run-9-newer" in option for option in at.selectbox(key="run_picker").options)
+    assert at.selectbox(key="run_picker").value == newest  # still the one shown before
+    fresh = app("home")  # a refresh: a new session with the URL of a chosen run
+    fresh.query_params["run"] = run_id(trained, "ce")
+    fresh.run()
+    assert fresh.selectbox(key="run_picker").value == run_id(trained, "ce")
+    assert fresh.query_params["run"] == run_id(trained, "ce")
+
+
 def test_home_shows_the_selected_runs_test_figures(with_runs):
     at = open_on("home", with_runs, "focal")
     no_exception(at)
