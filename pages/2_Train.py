@@ -29,7 +29,8 @@ with st.form("train_form"):
                               placeholder="melanoma,carcinoma")
     model_choice = c2.selectbox("Model", MODELS, key="train_model")
     other_model = c2.text_input("timm model name (for 'other')", key="train_other_model")
-    pretrained = c2.checkbox("ImageNet-pretrained (downloads the weights once)", key="train_pretrained")
+    pretrained = c2.checkbox("ImageNet-pretrained weights", key="train_pretrained",
+                             help="Downloaded once (needs internet); offline, give a weights file below instead.")
     weights_upload = c2.file_uploader(
         "…or a weights file (.safetensors/.pt) for a machine without internet", key="train_weights",
         type=[s.lstrip(".") for s in (".safetensors", ".pt", ".pth", ".bin")],

@@ -28,7 +28,7 @@ def test_one_figure_from_steps_even_when_the_epoch_count_says_otherwise():
     assert text == "training · epoch 3 of 5 · 42% · about 58 s left"
     assert text.count("%") == 1
     row = table_row(running, now=142.0)
-    assert row["progress"] == 0.42 and row["epoch"] == "epoch 3 of 5" and row["time left"] == "58 s"
+    assert row["progress"] == 0.42 and row["epoch"] == "3 of 5" and row["time left"] == "58 s"
 
 
 def test_epochs_only_before_step_reports_and_nothing_before_any():
@@ -39,8 +39,9 @@ def test_epochs_only_before_step_reports_and_nothing_before_any():
 
 def test_blanks_not_none_for_unknown_values():
     row = table_row(job(state="queued", started=None, message=None))
-    assert row["epoch"] == "" and row["time left"] == "" and row["message"] == ""
-    assert math.isnan(row["progress"]) and math.isnan(row["val CER"]) and math.isnan(row["val F1"])
+    assert row["epoch"] == row["time left"] == row["message"] == row["val CER"] == row["val F1"] == ""
+    assert math.isnan(row["progress"])
+    assert table_row(job(val_cer=0.25, val_f1=0.5))["val CER"] == "0.250"
     assert "None" not in status_text(job(state="queued", started=None))
 
 

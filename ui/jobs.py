@@ -43,7 +43,12 @@ def jobs_table(jobs: list) -> None:
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "id": st.column_config.NumberColumn("id", width="small"),
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-        "val CER": st.column_config.NumberColumn("val CER", format="%.3f", help="argmax decision, validation split"),
-        "val F1": st.column_config.NumberColumn("val F1", format="%.3f", help="argmax decision, validation split"),
+        "val CER": st.column_config.TextColumn("val CER", help="argmax decision on the validation split"),
+        "val F1": st.column_config.TextColumn("val F1", help="argmax decision on the validation split"),
         "message": st.column_config.TextColumn("message", width="large"),
     })
+    failed = [job for job in reversed(jobs) if job.state == "failed"]
+    if failed:
+        with st.expander(f"Why {len(failed)} job(s) failed (full messages)"):
+            for job in failed:
+                st.write(f"**{job.name}** (job {job.id}): {rcl.job_failure_reason(job)}")

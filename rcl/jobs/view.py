@@ -11,6 +11,7 @@ import time
 
 from rcl.jobs.job import Job
 from rcl.jobs.logs import LOG_MARKER
+from rcl.text import num
 
 STATE_WORDS = {"queued": "waiting", "running": "training", "done": "finished", "failed": "failed",
                "cancelled": "cancelled"}
@@ -103,16 +104,16 @@ def status_text(job: Job, now: float | None = None) -> str:
 
 
 def table_row(job: Job, now: float | None = None) -> dict:
-    """One row of the jobs table: text columns "" and number columns NaN where a value is unknown."""
-    nan = float("nan")
+    """One row of the jobs table: "" where a value is unknown (``progress`` NaN: an empty bar)."""
+    done = fraction(job)
     return {
         "id": job.id,
         "name": job.name,
         "state": STATE_WORDS.get(job.state, job.state),
-        "progress": nan if fraction(job) is None else fraction(job),
-        "epoch": epoch_text(job),
+        "progress": float("nan") if done is None else done,
+        "epoch": epoch_text(job).removeprefix("epoch "),
         "time left": duration(eta_seconds(job, now)),
-        "val CER": nan if job.val_cer is None else job.val_cer,
-        "val F1": nan if job.val_f1 is None else job.val_f1,
+        "val CER": "" if job.val_cer is None else num(job.val_cer),
+        "val F1": "" if job.val_f1 is None else num(job.val_f1),
         "message": failure_reason(job) or job.message or "",
     }
