@@ -1,6 +1,7 @@
 """The app's entry point (`streamlit run app.py`): the page navigation and the Home page.
 
-Home: what the tool does, the active data and run, worker and job status, a one-click demo.
+Home: what the tool does, the active data and run, worker and job status (re-read every few
+seconds, no reload needed), a one-click demo whose job id is kept in the URL (``?demo=ID``).
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ import streamlit as st
 
 import rcl
 from ui.common import current_matrix, disclaimer, finished_rows, guard, page, run_picker
+from ui.jobs import POLL_SECONDS, job_progress, worker_line
+from ui.state import get_param, set_param
 
 
 def home() -> None:
     page("RCL safety-accuracy explorer")
-    st.warning(f"⚠️ {rcl.DISCLAIMER}")
+    st.warning(rcl.DISCLAIMER, icon=":material/warning:")
     st.markdown(
         "Medical image classifiers make **safe** mistakes (confusing two benign subtypes) and **fatal** ones "
         "(calling a malignant lesion benign). This tool trains classifiers with the **Risk-Calibrated Loss**, "
@@ -31,9 +34,15 @@ def home() -> None:
         st.write(f"Data directory: `{rcl.home()}` · {len(rows)} finished run(s)")
         st.write(f"Severity matrix: {rcl.matrix_caption(current_matrix())}")
         if run is None:
-            st.info("No finished run yet. Press **Train a demo model** to train a small CNN on the bundled "
-                    "synthetic images in the background (about a minute on a laptop CPU); every page then has "
-                    "something to show.")
+            demo = demo_job()
+            if demo is not None and not demo.is_finished:
+                st.info("The demo model is training in the background (progress on the right). This page "
+                        "shows its results as soon as it finishes; you may leave and come back.",
+                        icon=":material/model_training:")
+            else:
+                st.info("No finished run yet. Press **Train a demo model** to train a small CNN on the bundled "
+                        "synthetic images in the background (about a minute on a laptop CPU); every page then "
+                        "has something to show.")
         else:
             test = run.metrics.get("test", {})
             st.write(f"Run **{run.label}** on **{run.config.get('dataset', {}).get('name', run.train['data'])}** "
@@ -51,26 +60,16 @@ def home() -> None:
 
     with right:
         st.subheader("Background jobs")
-        with guard("job status"):
-            store = rcl.JobStore()
-            status = rcl.worker_status(store)
-            all_jobs = store.list()
-            active = [j for j in all_jobs if not j.is_finished]
-            failed = [j for j in all_jobs if j.state == "failed"]
-            st.write(f"Worker: {'🟢 running (pid ' + str(status['pid']) + ')' if status['alive'] else '⚪ not running'}"
-                     f" · {len(active)} active job(s) · {len(all_jobs)} in total")
-            for job in active[:5]:
-                st.write(f"- `{job.name}`: {job.state} {job.progress}")
-            if failed:
-                st.warning(f"{len(failed)} job(s) failed; see **Train** for their logs.")
-            if not rows and not active:
-                if st.button("Train a demo model", type="primary", key="demo_button"):
-                    with guard("starting the demo"):
-                        job = store.submit(rcl.demo_config(), name="demo")
-                        rcl.ensure_worker(store=store)
-                        st.success(f"Demo job {job.id} queued; follow it on **Train**. Pages fill in when it finishes.")
-            elif active:
-                st.caption("Training runs in a separate process: it goes on if you close the browser.")
+        home_jobs(len(rows))
+        demo = demo_job()
+        again = demo is not None and demo.state in ("failed", "cancelled")
+        if not rows and (demo is None or demo.is_finished) and st.button(
+                "Train the demo model again" if again else "Train a demo model", type="primary", key="demo_button"):
+            with guard("starting the demo"):
+                job = rcl.submit_jobs([rcl.demo_config()], group="demo", start_worker=False)[0]
+                rcl.ensure_worker()
+                set_param("demo", job.id)
+                st.rerun()
 
     st.subheader("Pages")
     st.markdown(
@@ -82,6 +81,41 @@ def home() -> None:
         "- **Run card**: a Markdown/HTML summary of a run for stakeholders."
     )
     disclaimer()
+
+
+def demo_job():
+    """The demo job of this session or URL (``?demo=ID``), else the newest demo job (None: never started)."""
+    with guard("job status"):
+        store = rcl.JobStore()
+        wanted = get_param("demo", None, parse=int)
+        demos = store.list(group="demo")
+        if wanted is not None:
+            return next((j for j in demos if j.id == wanted), None)
+        return demos[-1] if demos else None
+    return None
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def home_jobs(finished_runs: int) -> None:
+    """Worker and job status, re-read every few seconds; the whole page reruns when a run finishes."""
+    with guard("job status"):
+        store = rcl.JobStore()
+        status = rcl.worker_status(store)
+        jobs = store.list()
+        active = [j for j in jobs if not j.is_finished]
+        st.write(worker_line(status))
+        demo = demo_job()
+        shown = [j for j in active if demo is None or j.id != demo.id][:4]
+        for job in ([demo] if demo is not None else []) + shown:
+            job_progress(job)
+        failed = [j for j in jobs if j.state == "failed" and (demo is None or j.id != demo.id)]
+        if failed:
+            st.warning(f"{len(failed)} job(s) failed; **Train** shows each one's reason and log.")
+        if active:
+            st.caption("Training runs in a separate process: it goes on if you close the browser. "
+                       "Stop the worker with `rcl worker --stop`.")
+        if len(finished_rows()) != finished_runs:
+            st.rerun(scope="app")  # a run finished: show it
 
 
 PAGES = [

@@ -20,7 +20,7 @@ from rcl.errors import debug_enabled, user_message
 from rcl.errors import explain as explain_error
 from rcl.metrics import TIERS, Evaluation, evaluate, pareto_front
 from rcl.paper import PAPER_RESULTS
-from rcl.paths import home, models_dir
+from rcl.paths import home, models_dir, save_weights_file
 from rcl.posthoc.guarantee import (
     DEFAULT_REFER_ABOVE,
     GUARANTEE_MODES,
@@ -41,7 +41,8 @@ __version__ = "0.1.0"
 
 # name -> (module, attribute), imported on first use: the run-folder modules reach torch through
 # the unfamiliar-image detector. ``rcl.triage`` is a module, so its function of that name is
-# ``triage_image`` here.
+# ``triage_image`` here; the job functions read ``submit_jobs``, ``cancel_jobs`` and ``job_*``
+# (``rcl.jobs.view``'s ``fraction``, ``status_text``, ``table_row``, ``failure_reason``).
 _LAZY = {
     **{name: ("rcl.runs", name) for name in ("LoadedModel", "Run", "load_model", "load_run")},
     **{name: ("rcl.listing", name) for name in ("abstention_rows", "decision_frontier", "exported_models", "folder_signature",
@@ -68,8 +69,12 @@ _LAZY = {
                                               "trial_rows")},
     "default_ray_address": ("rcl.ray_executor", "default_address"),
     "JobStore": ("rcl.jobs", "JobStore"),
-    "ensure_worker": ("rcl.jobs", "ensure_worker"),
-    "worker_status": ("rcl.jobs", "worker_status"),
+    **{name: ("rcl.jobs", name) for name in ("WORKER_IDLE_MINUTES", "ensure_worker", "job_history", "job_logs",
+                                             "stop_worker", "worker_status")},
+    "cancel_jobs": ("rcl.jobs", "cancel"),
+    "submit_jobs": ("rcl.jobs", "submit"),
+    **{f"job_{name}": ("rcl.jobs.view", name) for name in ("fraction", "failure_reason", "status_text", "table_row")},
+    "ablation_configs": ("rcl.ablation", "ablation_configs"),
 }
 
 
@@ -129,12 +134,12 @@ __all__ = [
     "redecide",
     "referral_report",
     "resplit_check",
+    "save_weights_file",
     "reliability_diagram",
     "save_guarantee",
     "scaled_matrix",
     "severity_matrix",
     "signed",
-    "stored_guarantee",
     "sweep",
     "tune_decision_scale",
     *_LAZY,

@@ -17,13 +17,16 @@ from rcl.text import MISSING
 
 def ablation_configs(base: TrainConfig, seeds: Iterable[int]) -> list[TrainConfig]:
     """One config per (seed, method), derived from ``base`` by changing loss, α/β, seed and name
-    (``RCL-Proposed-seed2``): the sweep grid of the paper's methods (:func:`rcl.grid.grid_configs`)."""
+    (``RCL-Proposed-seed2``, after ``base.name`` when it has one: ``hosp-A-CE-seed0``): the sweep grid
+    of the paper's methods (:func:`rcl.grid.grid_configs`)."""
     return grid_configs(base, ablation_methods(), seeds=seeds)
 
 
 def method_of(name: str) -> str:
-    """``RCL-Proposed-seed2`` → ``RCL-Proposed``."""
-    return name.rsplit("-seed", 1)[0]
+    """``RCL-Proposed-seed2`` and ``hosp-A-RCL-Proposed-seed2`` → ``RCL-Proposed`` (a name of no
+    method of the grid is returned without its seed)."""
+    stem = name.rsplit("-seed", 1)[0]
+    return next((m for m in METHODS if stem == m or stem.endswith(f"-{m}")), stem)
 
 
 def summarise(rows: Sequence[dict]) -> pd.DataFrame:

@@ -23,6 +23,8 @@ from rcl.losses import loss_spec, make_loss
 from rcl.severity import severity_matrix, validate_matrix
 from rcl.taxonomy import Taxonomy
 
+SPLITS = ("train", "val", "test")
+
 
 @dataclass
 class RunData:

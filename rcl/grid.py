@@ -108,7 +108,7 @@ def grid_configs(base: TrainConfig, methods: Sequence[Method], seeds: Iterable[i
         for model in models:
             for seed in seeds:
                 for method in methods:
-                    parts = [method.label, *([model] if len(models) > 1 else []),
+                    parts = [*([base.name] if base.name else []), method.label, *([model] if len(models) > 1 else []),
                              *([_data_tag(data)] if len(datasets) > 1 else []), f"seed{seed}"]
                     own = method.alpha is None and method.beta is None  # the base's matrix and parameters
                     params = base.loss_params if method.loss == base.loss and own else {}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rcl.atomic import write_with
+
 
 def home() -> Path:
     """The data directory (created on first use)."""
@@ -32,6 +34,32 @@ def models_dir() -> Path:
     """Deployable models promoted by ``rcl export`` (``$RCL_MODELS`` or ``models/`` in the project)."""
     path = Path(os.environ.get("RCL_MODELS") or "models").expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+WEIGHTS_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+
+
+def weights_dir() -> Path:
+    """Weight files given to training (e.g. uploaded in the app for an offline machine)."""
+    path = home() / "weights"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_weights_file(filename: str, data: bytes) -> Path:
+    """Keep an uploaded weights file in :func:`weights_dir` under its own (base) name; return its path.
+
+    Only the file's base name is used (no folders); its suffix must be one of ``WEIGHTS_SUFFIXES``.
+    The content is checked when training loads it (``weights_only=True`` for PyTorch files).
+    """
+    name = Path(str(filename).replace("\\", "/")).name
+    if Path(name).suffix.lower() not in WEIGHTS_SUFFIXES or name.startswith("."):
+        raise ValueError(f"weights file {filename!r}: expected a {', '.join(WEIGHTS_SUFFIXES)} file")
+    if not data:
+        raise ValueError(f"weights file {filename!r} is empty")
+    path = weights_dir() / name
+    write_with(path, lambda tmp: tmp.write_bytes(data))
     return path
 
 

@@ -1,9 +1,19 @@
-"""Helpers shared by the app and browser tests: tiny trained runs and test images."""
+"""Helpers shared by the app and browser tests: tiny trained runs, test images, the real app in
+headless Chromium (also used by ``benchmarks/app_interaction.py``)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +67,75 @@ def write_run(folder: Path, **train) -> Path:
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "metrics.json").write_text(json.dumps({"test": TEST_METRICS, "epochs_run": 1}))
     return folder
+
+
+# --- the real app in a real browser ---------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningApp:
+    url: str
+    pid: int
+
+    def inotify_watches(self) -> int:
+        """Files and folders the server watches through inotify (0 with the file watcher off)."""
+        total = 0
+        for info in Path(f"/proc/{self.pid}/fdinfo").glob("*"):
+            with contextlib.suppress(OSError):
+                total += info.read_text().count("inotify wd:")
+        return total
+
+
+@contextlib.contextmanager
+def streamlit_app(env: dict, log_path: Path, *extra: str, startup: float = 90, root: Path = ROOT) -> Iterator[RunningApp]:
+    """``streamlit run app.py`` of the checkout ``root`` (this one by default) on a free local port with
+    its config (plus ``extra`` flags); yields it once healthy; stopped on exit."""
+    port = free_port()
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
+             "127.0.0.1", *extra],
+            cwd=root, env={**os.environ, "PYTHONPATH": str(root), **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + startup
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                        if response.read().strip() == b"ok":
+                            break
+                except OSError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"streamlit did not start: {log_path.read_text()[-2000:]}")
+                time.sleep(0.5)
+            yield RunningApp(url, process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def settle(page, timeout: float = 90) -> None:
+    """Wait until the page's script has finished (the app's script state reads 'notRunning' steadily)."""
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout * 1000)  # every page has a title
+    deadline, steady = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and steady < 4:
+        state = page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
+        steady = steady + 1 if state == "notRunning" else 0
+        page.wait_for_timeout(250)
+    page.wait_for_timeout(700)  # charts draw after the script ends

@@ -118,7 +118,42 @@ def test_home_demo_button_submits_a_job(monkeypatch):
     queued = jobs.JobStore().list()
     assert len(queued) == 1 and queued[0].config["model"] == "small_cnn" and queued[0].config["data"] == "synthetic"
     assert started
-    assert any("Demo job" in s.value for s in at.success)
+    job = queued[0]
+    shown = texts(at)
+    assert "The demo model is training" in shown and "No finished run yet" not in shown
+    assert f"**{job.name}** (job {job.id}): waiting" in progress_texts(at)
+    assert "demo_button" not in [b.key for b in at.button]
+    assert at.query_params["demo"] == str(job.id)
+    # a refresh (a new session with the same URL) keeps the demo's state
+    again = app("home")
+    again.query_params["demo"] = str(job.id)
+    again.run()
+    assert "The demo model is training" in texts(again) and "demo_button" not in [b.key for b in again.button]
+
+
+def progress_texts(at) -> list[str]:
+    """The text of every progress bar on the page (st.progress)."""
+    return [element.proto.text for element in at.get("progress")]
+
+
+def test_home_shows_the_demo_jobs_progress_and_failure_reason(monkeypatch):
+    from rcl import jobs
+
+    store = jobs.JobStore()
+    job = store.submit(rcl.demo_config(), group="demo")
+    store.claim_next()
+    store.mark_running(job.id, pid=1)
+    store.update_progress(job.id, epoch=2, epochs=4, step=30, total_steps=100)
+    at = app("home").run()
+    no_exception(at)
+    assert any("epoch 2 of 4 · 30%" in text for text in progress_texts(at)), progress_texts(at)
+    assert "None" not in " ".join(progress_texts(at))
+    store.mark_failed(job.id, "the training process exited with code 2\n--- last lines of train.log ---\n"
+                              "rcl train: error: disk full: free space in the data directory")
+    at.run()
+    assert any("rcl train: error: disk full: free space in the data directory (the training process exited "
+               "with code 2)" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="demo_button").label == "Train the demo model again"
 
 
 # --- with tiny trained runs -----------------------------------------------------------------------
@@ -137,6 +172,25 @@ def open_on(name: str, trained, loss: str):
     at = app(name)
     at.session_state["selected_run"] = run_id(trained, loss)
     return at.run()
+
+
+def test_the_selected_run_never_changes_by_itself_and_comes_back_from_the_url(trained, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    shutil.copytree(trained["home"], home)
+    monkeypatch.setenv("RCL_HOME", str(home))
+    monkeypatch.setenv("RCL_MODELS", str(trained["models"]))
+    at = app("home").run()
+    newest = at.selectbox(key="run_picker").value
+    assert at.query_params["run"] == newest
+    shutil.copytree(home / run_id(trained, "ce"), home / "run-9-newer")  # a run finishes meanwhile
+    at.run()
+    assert any("run-9-newer" in option for option in at.selectbox(key="run_picker").options)
+    assert at.selectbox(key="run_picker").value == newest  # still the one shown before
+    fresh = app("home")  # a refresh: a new session with the URL of a chosen run
+    fresh.query_params["run"] = run_id(trained, "ce")
+    fresh.run()
+    assert fresh.selectbox(key="run_picker").value == run_id(trained, "ce")
+    assert fresh.query_params["run"] == run_id(trained, "ce")
 
 
 def test_home_shows_the_selected_runs_test_figures(with_runs):
@@ -312,14 +366,63 @@ def test_train_launch_and_bad_config(monkeypatch):
     assert len(jobs.JobStore().list()) == 1
 
 
-def test_train_ablation_grid(monkeypatch):
+def test_train_ablation_grid_keeps_its_name_and_cancels_as_one(monkeypatch):
     from rcl import jobs
 
     monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: 0)
     at = app("train").run()
+    at.text_input(key="train_name").set_value("hospA")
     at.button[1].click().run()  # Launch ablation
     no_exception(at)
-    assert len(jobs.JobStore().list()) == 11  # 4 baselines + 7 RCL configurations, 1 seed
+    grid = jobs.JobStore().list()
+    assert len(grid) == 11  # 4 baselines + 7 RCL configurations, 1 seed
+    assert {j.group for j in grid} == {"hospA"} and all(j.name.startswith("hospA-") for j in grid)
+    assert at.selectbox[-1].value == grid[0].id  # the new grid's first job is shown, not an older one
+    cancel_all = next(b for b in at.button if b.key == "cancel_group_hospA")
+    assert cancel_all.label == "Cancel all 11 unfinished jobs of hospA"
+    cancel_all.click().run()
+    assert {j.state for j in jobs.JobStore().list()} == {"cancelled"}
+
+
+def test_train_shows_a_failed_jobs_reason_and_selects_a_new_job(monkeypatch):
+    from rcl import jobs
+
+    monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: 0)
+    store = jobs.JobStore()
+    failed = store.submit(rcl.TrainConfig(epochs=1), name="offline-vit")
+    store.claim_next()
+    store.mark_failed(failed.id, "the training process exited with code 2\n--- last lines of train.log ---\nloading\n"
+                                 "rcl train: error: could not load pretrained weights for 'resnet18' (OSError): this "
+                                 "machine may be offline. Download them once elsewhere and pass --weights FILE, or "
+                                 "train without --pretrained.")
+    at = app("train").run()
+    no_exception(at)
+    errors = [e.value for e in at.error]
+    assert any("pass --weights FILE, or train without --pretrained. (the training process exited with code 2)" in e
+               for e in errors), errors
+    table = at.dataframe[0].value
+    assert table["message"].iloc[0].endswith("(the training process exited with code 2)")
+    assert "None" not in table.astype(str).to_string().replace("NaN", "")
+    at.number_input(key="train_epochs").set_value(1)
+    at.button[0].click().run()  # Launch
+    newest = jobs.JobStore().list()[-1]
+    assert newest.id != failed.id and at.selectbox[-1].value == newest.id
+
+
+def test_train_weights_upload_is_saved_and_passed(monkeypatch):
+    from rcl import jobs
+
+    monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: 0)
+    at = app("train").run()
+    uploader = at.get("file_uploader")[0]
+    assert uploader.proto.label.startswith("…or a weights file")
+    # AppTest cannot upload; the page hands the upload to the library, tested here directly
+    path = rcl.save_weights_file("../../evil/resnet18.safetensors", b"abc")
+    assert path == rcl.home() / "weights" / "resnet18.safetensors" and path.read_bytes() == b"abc"
+    with pytest.raises(ValueError, match="expected a .safetensors"):
+        rcl.save_weights_file("notes.txt", b"abc")
+    with pytest.raises(ValueError, match="is empty"):
+        rcl.save_weights_file("w.pt", b"")
 
 
 @pytest.fixture

@@ -10,29 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, make_runs, png_bytes
+from helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, make_runs, png_bytes, settle, streamlit_app
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 PAGES = {"home": "", "severity_matrix": "Severity_matrix", "train": "Train", "pareto_frontier": "Pareto_frontier",
          "confusion": "Confusion", "triage": "Triage", "run_card": "Run_card"}
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,36 +30,11 @@ def server(tmp_path_factory, shared_cache):
     home, models = base / "home", base / "models"
     home.mkdir()
     make_runs(home, models, shared_cache)
-    port = free_port()
-    env = {**os.environ, "RCL_HOME": str(home), "RCL_MODELS": str(models), "RCL_CACHE": str(shared_cache)}
-    log = (base / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start: {(base / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield {"url": url, "base": base}
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    env = {"RCL_HOME": str(home), "RCL_MODELS": str(models), "RCL_CACHE": str(shared_cache),
+           "RCL_WORKER_AUTOSTART": "0"}  # the tests write job states themselves: no worker may run them
+    with streamlit_app(env, base / "streamlit.log", "--server.headless", "true", "--browser.gatherUsageStats",
+                       "false", "--server.fileWatcherType", "none") as app:
+        yield {"url": app.url, "base": base, "home": home}
 
 
 @pytest.fixture(scope="module")
@@ -93,17 +54,6 @@ def shots(tmp_path_factory) -> list[Path]:
         folders.append(Path(os.environ["RCL_SCREENSHOTS"]))
         folders[-1].mkdir(parents=True, exist_ok=True)
     return folders
-
-
-def settle(page, timeout: float = 90) -> None:
-    """Wait until the page's script has finished (the app's script state reads 'notRunning' steadily)."""
-    page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout * 1000)  # every page has a title
-    deadline, steady = time.monotonic() + timeout, 0
-    while time.monotonic() < deadline and steady < 4:
-        state = page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
-        steady = steady + 1 if state == "notRunning" else 0
-        page.wait_for_timeout(250)
-    page.wait_for_timeout(700)  # charts draw after the script ends
 
 
 def snap(page, name: str, folders: list[Path]) -> None:
@@ -188,4 +138,95 @@ def test_triage_upload(server, browser, shots, tmp_path):
     settle(page)
     snap(page, "triage_bad_upload", shots)
     assert_no_exception(page, "triage bad upload")
+    page.close()
+
+
+# --- live status and state that survives a refresh (issue 18) --------------------------------------
+
+
+def app_store(server):
+    from rcl.jobs import JobStore
+
+    return JobStore(server["home"] / "jobs.sqlite")
+
+
+def test_demo_progress_moves_on_home_without_a_reload(server, browser, shots):
+    import rcl
+
+    store = app_store(server)
+    job = store.submit(rcl.demo_config(), group="demo")
+    store.claim_next()
+    store.mark_running(job.id, pid=1)
+    store.update_progress(job.id, epoch=1, epochs=4, step=10, total_steps=100)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server["url"])
+    page.get_by_text("epoch 1 of 4 · 10%").first.wait_for(timeout=60_000)
+    store.update_progress(job.id, epoch=3, epochs=4, step=60, total_steps=100)  # the worker reports on
+    page.get_by_text("epoch 3 of 4 · 60%").first.wait_for(timeout=30_000)  # no reload: the fragment re-reads
+    assert "epoch 1 of 4" not in page.locator('[data-testid="stMain"]').inner_text()
+    snap(page, "home_demo_training", shots)
+    store.mark_failed(job.id, "the training process exited with code 2\n--- last lines of train.log ---\n"
+                              "rcl train: error: disk full: free some space in the data directory")
+    page.get_by_text("disk full: free some space in the data directory").first.wait_for(timeout=30_000)
+    assert_no_exception(page, "home with a demo job")
+    page.close()
+
+
+def test_failed_jobs_reason_on_the_train_page(server, browser, shots):
+    import rcl
+
+    store = app_store(server)
+    job = store.submit(rcl.TrainConfig(epochs=1), name="offline-resnet")
+    store.claim_next()
+    store.mark_running(job.id, pid=1)
+    store.mark_failed(job.id, "the training process exited with code 2\n--- last lines of train.log ---\n"
+                              "rcl train: error: could not load pretrained weights for 'resnet18' (OSError): this "
+                              "machine may be offline. Download them once elsewhere and pass --weights FILE, or "
+                              "train without --pretrained.")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server['url']}/Train")
+    settle(page)
+    alert = page.locator('[data-testid="stAlertContentError"]').filter(has_text="could not load pretrained weights")
+    alert.first.wait_for(timeout=60_000)
+    assert "pass --weights FILE" in alert.first.inner_text()
+    assert "exited with code 2" in alert.first.inner_text()
+    page.get_by_text("…or a weights file").first.wait_for(timeout=10_000)  # and the way to give one
+    snap(page, "train_failed_job", shots)
+    assert_no_exception(page, "train with a failed job")
+    page.close()
+
+
+def sidebar_run(page) -> str:
+    """The run shown in the sidebar picker (its text, or its input's value where the picker filters)."""
+    box = page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first
+    inputs = box.locator("input")
+    value = inputs.first.input_value() if inputs.count() else ""
+    return " ".join(part for part in (box.inner_text().removeprefix("Run").strip(), value.strip()) if part)
+
+
+def test_a_refresh_keeps_the_selected_run(server, browser, shots):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server["url"])
+    settle(page)
+    first = sidebar_run(page)
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    options = page.get_by_role("option")
+    options.first.wait_for(timeout=10_000)
+    assert first, "the sidebar shows no selected run"
+    other = next(t for t in options.all_inner_texts() if t.strip() and t.strip() not in first)
+    options.filter(has_text=other.strip()).first.click()
+    settle(page)
+    chosen = sidebar_run(page)
+    assert other.strip() in chosen and "run=" in page.url
+    page.reload()
+    settle(page)
+    assert sidebar_run(page) == chosen  # a refresh keeps it
+    page.locator('[data-testid="stSidebarNav"] a').filter(has_text="Confusion").click()  # another page
+    page.wait_for_url("**/Confusion**", timeout=30_000)
+    settle(page)
+    assert sidebar_run(page) == chosen
+    page.reload()
+    settle(page)
+    assert sidebar_run(page) == chosen and "run=" in page.url
+    snap(page, "confusion_after_refresh", shots)
     page.close()

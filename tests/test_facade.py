@@ -9,8 +9,7 @@ from helpers import ROOT
 
 import rcl
 
-APP_FILES = [ROOT / "app.py", ROOT / "ui" / "common.py", *sorted((ROOT / "pages").glob("*.py"))]
-NOT_YET = {"2_Train.py": "the Train page moves onto the facade with the loss/config work (issue 12)"}
+APP_FILES = [ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py")), *sorted((ROOT / "pages").glob("*.py"))]
 
 
 def rcl_imports(path) -> list[str]:
@@ -27,10 +26,7 @@ def rcl_imports(path) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, id=p.name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[p.name]) if p.name in NOT_YET else ())
-    for p in APP_FILES
-])
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.name) for p in APP_FILES])
 def test_app_imports_only_the_facade(path):
     assert rcl_imports(path) == [], f"{path.name} imports past the rcl facade"
 

@@ -80,6 +80,16 @@ def test_ablation_grid_is_one_submission(store):
     assert {j.config["seed"] for j in submitted} == {0, 1}
 
 
+def test_an_ablation_keeps_the_name_it_was_given():
+    from rcl.ablation import method_of
+    from rcl.paper import METHODS
+
+    named = ablation_configs(TrainConfig(epochs=1, name="hosp-A"), range(1))
+    assert [c.name for c in named[:2]] == ["hosp-A-CE-seed0", "hosp-A-WCE-seed0"]
+    assert [method_of(c.name) for c in named] == list(METHODS)
+    assert [method_of(c.name) for c in ablation_configs(TrainConfig(epochs=1), range(1))] == list(METHODS)
+
+
 def test_schema_version_is_kept(store):
     store.list()
     with sqlite3.connect(store.path) as conn:

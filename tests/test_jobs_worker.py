@@ -266,6 +266,39 @@ def test_ensure_worker_starts_one_detached_worker_in_the_data_directory(store):
     assert "worker serving" in (store.home / "worker.log").read_text()
 
 
+def test_an_idle_worker_exits_after_its_idle_time_and_a_busy_one_does_not(store, fake_trainer):
+    assert run_worker(idle_exit=0.3, poll_interval=0.05) == 0  # nothing to do: returns by itself
+    store.submit(fake_config("nap-1"))
+    finished = run_worker(idle_exit=0.0, poll_interval=0.05, command_factory=fake_command(fake_trainer))
+    assert finished == 1 and store.list()[0].state == "done"  # idle only once the queue was served
+    with pytest.raises(ValueError, match="idle_exit must be"):
+        run_worker(idle_exit=-1)
+
+
+def test_the_app_started_worker_idles_out_and_stop_worker_stops_one(store, spawn_worker):
+    assert jobs.client.WORKER_IDLE_MINUTES > 0
+    assert jobs.stop_worker(store) is None  # none running: nothing to stop
+    worker = spawn_worker()
+    wait_for(lambda: worker_status(store)["alive"], what="the heartbeat")
+    assert jobs.stop_worker(store) == worker.pid
+    assert worker.wait(timeout=10) == 0 and worker_status(store)["alive"] is False
+    assert main(["worker", "--stop"]) == 0
+
+
+def test_the_app_exiting_stops_the_worker_it_started_when_no_job_runs(store):
+    pid = jobs.ensure_worker()
+    try:
+        wait_for(lambda: worker_status(store)["alive"], what="the detached worker")
+        command = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+        assert command[-3:-1] == ["--idle-exit", f"{jobs.client.WORKER_IDLE_MINUTES:g}"]
+        jobs.client._stop_idle_spawned_workers()  # what runs at the app's exit
+        assert jobs.client._SPAWNED[-1].wait(timeout=10) == 0
+    finally:
+        if pid_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        jobs.client._SPAWNED.clear()
+
+
 def test_reading_job_state_restarts_a_missing_worker(store, monkeypatch, capsys):
     started = []
     monkeypatch.setattr(jobs.client, "ensure_worker", lambda *a, **k: started.append(1) or 4242)

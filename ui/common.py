@@ -9,6 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 import rcl
+from ui.state import get_param, set_param
 
 DEFAULT_TAXONOMY = "isic2018"  # the synthetic default data set's classes
 
@@ -79,19 +80,36 @@ def get_run(path: str | Path) -> rcl.Run:
     return _load_run_cached(str(path), mtime)
 
 
+def selected_run_id(ids: list[str]) -> str | None:
+    """The run the user chose (this session's, else the URL's ``?run=``), else the newest of ``ids``.
+
+    Kept once chosen: a run finishing later never replaces it; only a choice in the picker does.
+    """
+    if not ids:
+        return None
+    current = st.session_state.get("selected_run") or get_param("run")
+    if current not in ids:
+        current = ids[0]
+    select_run(current)
+    return current
+
+
+def select_run(run_id: str) -> None:
+    st.session_state["selected_run"] = run_id
+    set_param("run", run_id)
+
+
 def run_picker(label: str = "Run", key: str = "run_picker", sidebar: bool = True) -> rcl.Run | None:
-    """The selected finished run (shared across pages), or None when there is none."""
+    """The selected finished run (shared across pages and kept in the URL), or None when there is none."""
     rows = finished_rows()
     where = st.sidebar if sidebar else st
     if not rows:
         return None
     ids = [r["id"] for r in rows]
     labels = {r["id"]: f"{r['label']} · {r['dataset']} · {r['id'][:15]}" for r in rows}
-    current = st.session_state.get("selected_run")
-    if current not in ids:
-        current = ids[0]
+    current = selected_run_id(ids)
     choice = where.selectbox(label, ids, index=ids.index(current), format_func=labels.get, key=key)
-    st.session_state["selected_run"] = choice
+    select_run(choice)
     path = next(r["path"] for r in rows if r["id"] == choice)
     try:
         return get_run(path)

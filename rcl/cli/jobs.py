@@ -136,15 +136,24 @@ def add_worker(p: argparse.ArgumentParser) -> None:
     p.add_argument("--once", action="store_true", help="run one queued job, then exit")
     p.add_argument("--stop-when-idle", action="store_true", help="exit when nothing is queued or running")
     p.add_argument("--poll-interval", type=float, default=1.0, help="seconds between queue checks (default 1)")
+    p.add_argument("--idle-exit", type=float, metavar="MINUTES",
+                   help="exit after this many minutes with nothing queued or running (the app's worker: 10)")
+    p.add_argument("--stop", action="store_true",
+                   help="stop the worker serving this data directory (its running jobs resume later) and exit")
 
 
 @command("worker", "run queued jobs in child processes (one worker per data directory)", add_worker)
 def cmd_worker(args: argparse.Namespace) -> int:
     from rcl import paths
-    from rcl.jobs import run_worker
+    from rcl.jobs import run_worker, stop_worker
 
+    if args.stop:
+        pid = stop_worker()
+        print(f"worker pid {pid} stopped" if pid else f"no worker is running for {paths.home()}")
+        return 0
     print(f"worker serving {paths.home()}", flush=True)
     finished = run_worker(max_parallel=args.max_parallel, poll_interval=args.poll_interval, once=args.once,
-                          stop_when_idle=args.stop_when_idle)
+                          stop_when_idle=args.stop_when_idle,
+                          idle_exit=None if args.idle_exit is None else 60 * args.idle_exit)
     print(f"worker stopped after {finished} job(s)", flush=True)
     return 0

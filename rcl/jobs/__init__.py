@@ -8,14 +8,25 @@ browser, the app and the worker.
 
 Modules: :mod:`~rcl.jobs.store` (the SQLite store, schema, migrations), :mod:`~rcl.jobs.worker`
 (the supervisor), :mod:`~rcl.jobs.client` (what the app and CLI call), :mod:`~rcl.jobs.progress`
-(the training side), :mod:`~rcl.jobs.job` (one job's record), :mod:`~rcl.jobs.processes` and :mod:`~rcl.jobs.logs` (their helpers).
+(the training side), :mod:`~rcl.jobs.job` (one job's record), :mod:`~rcl.jobs.processes` and :mod:`~rcl.jobs.logs` (their helpers),
+:mod:`~rcl.jobs.view` (a job as a person reads it: one progress figure, time left, failure reason).
 
 The package sits below the training engine: it imports neither torch nor any training module,
 so ``rcl jobs``, the worker and the app's job panel stay light. Only submission validates a
 config (``rcl.config``, imported when a job is submitted).
 """
 
-from rcl.jobs.client import cancel, ensure_worker, job_history, job_logs, list_jobs, submit, worker_status
+from rcl.jobs.client import (
+    WORKER_IDLE_MINUTES,
+    cancel,
+    ensure_worker,
+    job_history,
+    job_logs,
+    list_jobs,
+    stop_worker,
+    submit,
+    worker_status,
+)
 from rcl.jobs.job import ACTIVE_STATES, STATES, Job
 from rcl.jobs.progress import STEP_WRITE_INTERVAL, progress_reporter
 from rcl.jobs.store import SCHEMA_VERSION, JobNotFound, JobStore, JobStoreError
@@ -26,6 +37,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATES",
     "STEP_WRITE_INTERVAL",
+    "WORKER_IDLE_MINUTES",
     "Job",
     "JobNotFound",
     "JobStore",
@@ -38,6 +50,7 @@ __all__ = [
     "list_jobs",
     "progress_reporter",
     "run_worker",
+    "stop_worker",
     "submit",
     "worker_status",
 ]

@@ -2,11 +2,18 @@
 
 Whatever reads the job state here also restarts the worker when jobs wait and none serves them
 (``$RCL_WORKER_AUTOSTART=0`` turns that off, e.g. where a scheduler runs the workers).
+
+The worker's lifetime: a worker started here stops itself after ``WORKER_IDLE_MINUTES`` with
+nothing queued or running, and at once when the process that started it (the app) exits while no
+job runs; :func:`stop_worker` (``rcl worker --stop``) stops it by hand.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -23,6 +30,8 @@ if TYPE_CHECKING:
     from rcl.config import TrainConfig
 
 _SPAWNED: list[subprocess.Popen] = []  # workers this process started; polled so they never linger as zombies
+WORKER_IDLE_MINUTES = 10.0  # a worker started by ensure_worker exits after this long with nothing to do
+STOP_TIMEOUT = 15.0  # seconds stop_worker waits for the worker (and the children it stops) to exit
 
 
 def autostart() -> bool:
@@ -31,7 +40,8 @@ def autostart() -> bool:
 
 
 def worker_status(store: JobStore | None = None, revive: bool = True) -> dict:
-    """Is a worker serving this data directory? ``alive``, ``pid``, ``heartbeat``, ``running`` job ids, ...
+    """Is a worker serving this data directory? ``alive``, ``pid``, ``heartbeat``, ``running`` job ids,
+    ``starting`` (the pid of a worker this process started that has not reported yet), ...
 
     With ``revive`` (and autostart allowed), a worker is started when jobs are queued or left
     running and none is alive; ``revived`` is then its pid (None otherwise).
@@ -41,17 +51,20 @@ def worker_status(store: JobStore | None = None, revive: bool = True) -> dict:
         process.poll()  # reap a spawned worker that exited, so its pid reads as gone
     now, host = time.time(), socket.gethostname()
     status: dict[str, Any] = {"alive": False, "pid": None, "heartbeat": None, "started": None,
-                              "max_parallel": None, "log": str(store.home / "worker.log"), "revived": None}
+                              "max_parallel": None, "log": str(store.home / "worker.log"), "revived": None,
+                              "starting": None}
     for row in store.workers():
         fresh = now - row["heartbeat"] < max(30.0, 5 * row["poll_interval"])
         if fresh and (row["host"] != host or pid_alive(row["pid"])):
             status.update(alive=True, pid=row["pid"], heartbeat=row["heartbeat"], started=row["started"],
                           max_parallel=row["max_parallel"])
             break
+    if not status["alive"]:  # started here a moment ago, before its first heartbeat
+        status["starting"] = next((p.pid for p in _SPAWNED if p.returncode is None), None)
     status["running"] = [job.id for job in store.list(states=["running"], executor=LOCAL)]
     status["queued"] = store.count("queued", LOCAL)
     if revive and autostart() and not status["alive"] and (status["queued"] or status["running"]):
-        status["revived"] = ensure_worker(store=store)
+        status["revived"] = status["starting"] = ensure_worker(store=store)
     return status
 
 
@@ -68,7 +81,7 @@ def ensure_worker(max_parallel: int | None = None, store: JobStore | None = None
     starting = [p for p in _SPAWNED if p.poll() is None]
     if starting:  # started by an earlier call and not yet beating (app reruns come fast)
         return starting[-1].pid
-    command = [*python_command(), "-m", "rcl", "worker"]
+    command = [*python_command(), "-m", "rcl", "worker", "--idle-exit", f"{WORKER_IDLE_MINUTES:g}"]
     if max_parallel is not None:
         command += ["--max-parallel", str(max_parallel)]
     with (store.home / "worker.log").open("ab") as log:
@@ -76,6 +89,47 @@ def ensure_worker(max_parallel: int | None = None, store: JobStore | None = None
                                    cwd=store.home, env=child_env(store.home), start_new_session=True)
     _SPAWNED.append(process)
     return process.pid
+
+
+def stop_worker(store: JobStore | None = None, timeout: float = STOP_TIMEOUT) -> int | None:
+    """Stop the worker serving this data directory; return its pid (None when none was running).
+
+    The worker stops its running jobs, which go back to the queue and resume from their last
+    checkpoint under the next worker. Raises ``RuntimeError`` when it is still alive after ``timeout``.
+    """
+    store = store or JobStore()
+    status = worker_status(store, revive=False)
+    if not status["alive"]:
+        return None
+    pid = status["pid"]
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for process in _SPAWNED:
+            process.poll()
+        if not pid_alive(pid):
+            return pid
+        time.sleep(0.1)
+    raise RuntimeError(f"the worker (pid {pid}) did not stop within {timeout:g} s; `kill {pid}` stops it")
+
+
+def _stop_idle_spawned_workers() -> None:
+    """At exit of the process that started workers (the app): stop them unless a job needs them."""
+    alive = [p for p in _SPAWNED if p.poll() is None]
+    if not alive:
+        return
+    try:
+        busy = JobStore().count(["queued", "running"])
+    except Exception:  # noqa: BLE001 - at exit with a broken store: leave the worker to its idle timer
+        return
+    if not busy:
+        for process in alive:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM)
+
+
+atexit.register(_stop_idle_spawned_workers)
 
 
 def submit(configs: Iterable[TrainConfig | dict], group: str | None = None, start_worker: bool = True,

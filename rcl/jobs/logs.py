@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 LOG_TAIL_IN_ERROR = 20  # lines of train.log quoted in a failed job's error
+LOG_MARKER = "--- last lines of train.log ---"  # between a failure's reason and the log it quotes
 
 
 def tail(path: Path, lines: int) -> str:
@@ -29,4 +30,4 @@ def tail(path: Path, lines: int) -> str:
 def with_log(reason: str, log_path: Path) -> str:
     """A failure reason followed by the last lines of the job's log."""
     text = tail(log_path, LOG_TAIL_IN_ERROR)
-    return f"{reason}\n--- last lines of train.log ---\n{text}" if text else reason
+    return f"{reason}\n{LOG_MARKER}\n{text}" if text else reason

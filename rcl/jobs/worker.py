@@ -244,14 +244,15 @@ def _worker_lock(store: JobStore) -> Iterator[None]:
 
 
 def run_worker(max_parallel: int | None = None, poll_interval: float = 1.0, once: bool = False,
-               stop_when_idle: bool = False, *, store: JobStore | None = None,
+               stop_when_idle: bool = False, *, idle_exit: float | None = None, store: JobStore | None = None,
                command_factory: Callable[[Job, Path], list[str]] | None = None,
                kill_grace: float = KILL_GRACE) -> int:
     """Run queued jobs, oldest first, each in its own child process; return how many finished.
 
     ``max_parallel``: concurrent jobs (default ``$RCL_MAX_PARALLEL``, else one per visible GPU, one
     on CPU). ``once``: run at most one job, then return. ``stop_when_idle``: return when nothing is
-    queued or running (otherwise run until SIGTERM/SIGINT). ``command_factory(job, config_path)``
+    queued or running; ``idle_exit``: return once nothing has been queued or running for that many
+    seconds (otherwise run until SIGTERM/SIGINT). ``command_factory(job, config_path)``
     replaces the ``rcl train`` child (tests use a fake trainer). Raises ``RuntimeError`` when
     another worker already serves this data directory.
     """
@@ -262,6 +263,8 @@ def run_worker(max_parallel: int | None = None, poll_interval: float = 1.0, once
             raise ValueError(f"RCL_MAX_PARALLEL must be a whole number, got {os.environ['RCL_MAX_PARALLEL']!r}") from None
     if max_parallel is not None and max_parallel < 1:
         raise ValueError(f"max_parallel must be >= 1, got {max_parallel}")
+    if idle_exit is not None and not idle_exit >= 0:
+        raise ValueError(f"idle_exit must be a number of seconds >= 0, got {idle_exit}")
     store = store or JobStore()
     worker = _Worker(store, max_parallel, poll_interval, command_factory or default_command, kill_grace)
     previous: dict[int, Any] = {}
@@ -276,7 +279,7 @@ def run_worker(max_parallel: int | None = None, poll_interval: float = 1.0, once
         try:
             store.heartbeat(os.getpid(), poll_interval, max_parallel or 0)  # alive at once: recovery may take seconds
             worker.recover()
-            claimed = 0
+            claimed, idle_since = 0, time.monotonic()
             while worker.stop_signal is None:
                 store.heartbeat(os.getpid(), poll_interval, len(worker.slots) if worker.slots else max_parallel or 0)
                 worker.reap()
@@ -290,6 +293,10 @@ def run_worker(max_parallel: int | None = None, poll_interval: float = 1.0, once
                     claimed += 1
                     worker.launch(job)
                 if not worker.running and ((once and claimed) or ((once or stop_when_idle) and not store.count("queued", LOCAL))):
+                    break
+                if worker.running or store.count("queued"):
+                    idle_since = time.monotonic()
+                elif idle_exit is not None and time.monotonic() - idle_since >= idle_exit:
                     break
                 time.sleep(poll_interval)
         finally:
