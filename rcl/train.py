@@ -36,8 +36,8 @@ from rcl import paths, posthoc
 from rcl.atomic import save_npz, write_json, write_text, write_with
 from rcl.calibration import softmax
 from rcl.config import TrainConfig
+from rcl.data.splits import SPLITS
 from rcl.engine import (
-    SPLITS,
     Precision,
     build_loss,
     build_matrix,
