@@ -49,7 +49,7 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 # One module per topic; each registers its commands on import, in this order in `rcl --help`.
-COMMAND_MODULES = ("training", "runs", "jobs", "data")
+COMMAND_MODULES = ("training", "runs", "report", "jobs", "data")
 
 
 def _register_commands() -> None:
