@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from rcl import matrix_caption
-from ui.common import current_matrix, disclaimer, guard, page
+from ui.common import current_matrix, disclaimer, guard, page, require_valid_matrix
 
 MODELS = ["small_cnn", "resnet18", "resnet50", "vit_base_patch16_224", "other (timm name)"]
 POLL_SECONDS = 2.0
@@ -46,6 +46,7 @@ with st.form("train_form"):
     seeds = b3.number_input("Ablation seeds", 1, 10, 1, key="train_ablation_seeds")
     launch_ablation = b2.form_submit_button("Launch ablation")
 
+require_valid_matrix("Training")
 matrix = current_matrix()
 with guard("device"):
     st.caption(f"Device: **{pick_device('auto')}** · matrix from **Severity matrix**: {matrix_caption(matrix)}"

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import rcl
-from ui.common import current_matrix, finished_rows, guard, page
+from ui.common import current_matrix, finished_rows, guard, page, require_valid_matrix
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
@@ -52,6 +52,7 @@ else:
     st.caption(f"Trained on **{trained_on}** · {loaded.architecture} · {loaded.image_size} px · "
                f"classes {', '.join(loaded.taxonomy.classes)}")
 
+require_valid_matrix("Triage")
 matrix = current_matrix(loaded.taxonomy)
 if loaded.cost_sensitive:
     # The costs are already in the training: by default decide with the run's own matrix, scaled on
