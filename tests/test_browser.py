@@ -10,29 +10,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, make_runs, png_bytes
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-PAGES = {"home": "", "severity_matrix": "Severity_matrix", "train": "Train", "pareto_frontier": "Pareto_frontier",
-         "confusion": "Confusion", "triage": "Triage", "run_card": "Run_card"}
+from helpers import CHROMIUM, CHROMIUM_ARGS, PAGES, make_runs, png_bytes, running_app, settle
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,36 +27,9 @@ def server(tmp_path_factory, shared_cache):
     home, models = base / "home", base / "models"
     home.mkdir()
     make_runs(home, models, shared_cache)
-    port = free_port()
-    env = {**os.environ, "RCL_HOME": str(home), "RCL_MODELS": str(models), "RCL_CACHE": str(shared_cache)}
-    log = (base / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start: {(base / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield {"url": url, "base": base}
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    env = {"RCL_HOME": str(home), "RCL_MODELS": str(models), "RCL_CACHE": str(shared_cache)}
+    with running_app(env, base / "streamlit.log") as url:
+        yield {"url": url, "base": base, "home": home}
 
 
 @pytest.fixture(scope="module")
@@ -93,17 +49,6 @@ def shots(tmp_path_factory) -> list[Path]:
         folders.append(Path(os.environ["RCL_SCREENSHOTS"]))
         folders[-1].mkdir(parents=True, exist_ok=True)
     return folders
-
-
-def settle(page, timeout: float = 90) -> None:
-    """Wait until the page's script has finished (the app's script state reads 'notRunning' steadily)."""
-    page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout * 1000)  # every page has a title
-    deadline, steady = time.monotonic() + timeout, 0
-    while time.monotonic() < deadline and steady < 4:
-        state = page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state")
-        steady = steady + 1 if state == "notRunning" else 0
-        page.wait_for_timeout(250)
-    page.wait_for_timeout(700)  # charts draw after the script ends
 
 
 def snap(page, name: str, folders: list[Path]) -> None:
