@@ -42,7 +42,7 @@ def with_splits(rows: Sequence[dict]) -> list[dict]:
 
 
 def split_groups(rows: Sequence[dict]) -> list[dict]:
-    """The comparable groups among ``with_splits`` rows: one per (dataset, split), largest first.
+    """The comparable groups among ``with_splits`` rows: one per (dataset, split), most runs first.
 
     Each group: ``dataset``, ``split``, ``n_test``, ``runs`` (how many) and ``label``
     (``"synthetic · 45 test images · split 1a2b3c4d · 3 runs"``). Runs without a fingerprint form
@@ -58,7 +58,7 @@ def split_groups(rows: Sequence[dict]) -> list[dict]:
         out.append({"dataset": dataset, "split": split, "n_test": n_test, "runs": len(members),
                     "label": f"{dataset} · {plural(n_test or 0, 'test image')} · split {split} · "
                              f"{plural(len(members), 'run')}"})
-    return sorted(out, key=lambda g: (g["dataset"], -g["runs"], g["split"]))
+    return sorted(out, key=lambda g: (-g["runs"], g["dataset"], g["split"]))
 
 
 def pick_group(groups: Sequence[dict], dataset: str | None = None, split: str | None = None) -> dict:

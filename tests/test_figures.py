@@ -69,15 +69,15 @@ def test_split_fingerprint_names_the_test_images_not_their_order(home):
 def test_groups_hold_only_runs_tested_on_the_same_images(home):
     rows = with_splits(run_rows(home))
     groups = split_groups(rows)
-    assert [(g["dataset"], g["runs"]) for g in groups] == [("other_data", 1), ("synthetic", 3), ("synthetic", 1)]
-    assert groups[1]["label"].endswith("· 3 runs") and groups[2]["label"].endswith("· 1 run")
+    assert [(g["dataset"], g["runs"]) for g in groups] == [("synthetic", 3), ("other_data", 1), ("synthetic", 1)]
+    assert groups[0]["label"].endswith("· 3 runs") and groups[2]["label"].endswith("· 1 run")
     group = pick_group(groups, "synthetic")
     members = comparable(rows, group)
     assert {r["id"] for r in members} == {"a-ce", "b-rcl", "c-focal"}
     assert [r["on_front"] for r in members] == front_flags(members)
     cers = [r["cer"] for r in members]
     assert cers == sorted(cers)
-    with pytest.raises(ValueError, match="comparable groups: other_data"):
+    with pytest.raises(ValueError, match="comparable groups: synthetic · 140 test images · split [0-9a-f]{8} · 3 runs; other_data"):
         pick_group(groups, "nope")
 
 
