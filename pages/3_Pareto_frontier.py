@@ -14,6 +14,7 @@ from ui.common import LOSS_COLOURS, disclaimer, get_run, guard, no_runs_message,
 
 MAX_BOOTSTRAP = 60  # runs without stored CIs get one computed (and cached) up to this many per view
 MAX_DECISION_RUNS = 40  # decision-rule variants: predictions of at most this many runs are re-decided
+MAX_LEGEND_RUNS = 30  # up to this many runs the legend names each run; past it, each loss
 
 page("Pareto frontier")
 st.write("Each point is a finished run: **CER** on x (malignant cases called benign; lower is safer) and "
@@ -92,22 +93,29 @@ xs, ys = list(frame["cer"]) + list(frame["cer_low"]) + list(frame["cer_high"]), 
     list(frame["f1_macro"]) + list(frame["f1_low"]) + list(frame["f1_high"])
 
 
-def error_bar(row, col: str) -> dict:
-    lo, hi = row[f"{col.split('_')[0]}_low"], row[f"{col.split('_')[0]}_high"]
+def error_bar(points: pd.DataFrame, col: str) -> dict:
+    low, high = points[f"{col.split('_')[0]}_low"], points[f"{col.split('_')[0]}_high"]
     return {"type": "data", "symmetric": False, "thickness": 1, "width": 2,
-            "array": [0 if pd.isna(hi) else hi - row[col]], "arrayminus": [0 if pd.isna(lo) else row[col] - lo]}
+            "array": (high - points[col]).where(high.notna()).fillna(0).tolist(),
+            "arrayminus": (points[col] - low).where(low.notna()).fillna(0).tolist()}
 
 
+frame["missed"] = [("" if pd.isna(m) else f" ({rcl.count_of(t, m)} missed)") for t, m in
+                   zip(frame["type_2"].fillna(0), frame["malignant"])]
+# One legend entry per run (its name); past MAX_LEGEND_RUNS one per loss, the run named on hover.
+per_run = len(frame) <= MAX_LEGEND_RUNS
+traces = ([(str(points["label"].iloc[0]), points) for _, points in frame.groupby("id", sort=False)] if per_run
+          else [(str(loss), points) for loss, points in frame.groupby("loss", sort=True)])
 fig = go.Figure()
-for row in frame.to_dict("records"):  # one trace per run: its name in the legend and on hover
-    missed = "" if row.get("malignant") is None else f" ({rcl.count_of(row['type_2'], row['malignant'])} missed)"
+for name, points in traces:
+    loss = str(points["loss"].iloc[0])
     fig.add_scatter(
-        x=[row["cer"]], y=[row["f1_macro"]], mode="markers", name=str(row["label"]), legendgroup=str(row["loss"]),
-        legendgrouptitle_text=str(row["loss"]),
-        marker={"size": 11 if row["on_front"] else 9, "color": colour[str(row["loss"])],
-                "symbol": "circle" if row["on_front"] else "circle-open", "line": {"width": 1.5}},
-        error_x=error_bar(row, "cer"), error_y=error_bar(row, "f1_macro"),
-        customdata=[[row["label"], row["config"], row["id"], row["model"], missed]],
+        x=points["cer"], y=points["f1_macro"], mode="markers", name=name, legendgroup=loss,
+        legendgrouptitle_text=loss if per_run else None,
+        marker={"size": 10, "color": colour[loss], "symbol": ["circle" if f else "circle-open" for f in points["on_front"]],
+                "line": {"width": 1.5}},
+        error_x=error_bar(points, "cer"), error_y=error_bar(points, "f1_macro"),
+        customdata=points[["label", "config", "id", "model", "missed"]].to_numpy(),
         hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>CER %{x:.1%}%{customdata[4]} · "
                       "F1 %{y:.3f}<br>%{customdata[2]}<extra></extra>",
     )
@@ -152,7 +160,8 @@ if show_paper:
 fig.update_layout(xaxis_range=rcl.axis_range(xs), yaxis_range=rcl.axis_range(ys),
                   xaxis_title="CER, malignant cases missed (lower is safer)",
                   yaxis_title="F1-macro (higher is better)", xaxis_tickformat=".0%", height=560,
-                  legend={"title": "runs, by loss (filled: on the frontier)", "groupclick": "toggleitem"},
+                  legend={"title": ("runs, by loss" if per_run else "loss") + " (filled: on the frontier)",
+                          "groupclick": "toggleitem"},
                   margin={"t": 20, "b": 10, "l": 10, "r": 10})
 st.plotly_chart(fig, width="stretch")
 
