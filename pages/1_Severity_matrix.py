@@ -160,7 +160,8 @@ else:
     with guard("re-deciding the run"):
         result = rcl.redecide_run(run, matrix)
         argmax = result["argmax"]
-        st.caption(f"{run.label} · {rcl.plural(result['n'], 'test image')} · {result['rule']}, compared with the "
+        st.caption(f"{run.label} ({rcl.initialisation(run.train)}) · {rcl.plural(result['n'], 'test image')} · "
+                   f"{result['rule']}, compared with the "
                    f"{argmax['rule']}")
         m1, m2, m3 = st.columns(3)
         delta_cer = None if result["cer"] is None or argmax["cer"] is None else result["cer"] - argmax["cer"]

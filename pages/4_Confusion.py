@@ -17,7 +17,8 @@ if run is None:
     st.stop()
 
 test = run.metrics.get("test", {})
-st.write(f"**{run.label}** · test split, {rcl.plural(test.get('n', 0), 'image')} · {rcl.decision_rule('argmax')} · "
+st.write(f"**{run.label}** ({rcl.initialisation(run.train)}) · test split, {rcl.plural(test.get('n', 0), 'image')} · "
+         f"{rcl.decision_rule('argmax')} · "
          "cells coloured by error tier (rows: true class with its number of test images n, columns: predicted class).")
 normalise = st.toggle("Row-normalised (share of each true class)", key="confusion_normalise")
 

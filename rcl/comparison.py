@@ -66,8 +66,11 @@ def pick_group(groups: Sequence[dict], dataset: str | None = None, split: str | 
     runs. A ``ValueError`` lists the groups there are when none matches."""
     matches = [g for g in groups if (dataset is None or g["dataset"] == dataset)
                and (split is None or g["split"].startswith(split))]
+    if not groups:
+        raise ValueError("no finished run with stored test predictions yet: train one, e.g. "
+                         "`rcl train --data synthetic --epochs 3`")
     if not matches:
-        known = "; ".join(g["label"] for g in groups) or "none (no finished run stored its test ids)"
+        known = "; ".join(g["label"] for g in groups)
         wanted = " and ".join(filter(None, [dataset and f"dataset {dataset!r}", split and f"split {split!r}"]))
         raise ValueError(f"no finished runs with {wanted or 'a test split'}; comparable groups: {known}")
     return max(matches, key=lambda g: g["runs"])

@@ -219,3 +219,8 @@ def test_cli_card_and_redecide(home, tmp_path, capsys):
     assert "warning: β = 0" in out
     assert main(["redecide", "a-ce", "--matrix", str(tmp_path / "m.json"), "--beta", "3"]) == 2
     assert "either --matrix or --alpha/--beta" in capsys.readouterr().err
+
+
+def test_cli_frontier_without_runs_says_how_to_make_one(capsys):
+    assert main(["frontier"]) == 2
+    assert "no finished run with stored test predictions yet: train one" in capsys.readouterr().err
