@@ -44,7 +44,8 @@ def make_fake_runs(root: Path, n: int, seed: int = 0) -> None:
               "f1_macro": {"value": f1, "low": f1 - 0.04, "high": f1 + 0.04}}
         test = {"n": 1500, "cer": cer, "f1_macro": f1, "accuracy": float(rng.uniform(0.5, 0.9)),
                 "sensitivity": 1 - cer, "specificity": 0.8, "confusion": confusion, "classes": list(taxonomy.classes),
-                "tiers": {"correct": 1000, "visual_ambiguity": 200, "type_1": 200, "type_2": 100}, "ci": ci}
+                "tiers": {"correct": 1000, "visual_ambiguity": 200, "type_1": 200, "type_2": 100}, "ci": ci,
+                "split_fingerprint": "fake0001"}  # one test split: every run is comparable
         folder = root / f"20240101-{i:06d}-fake-{loss}-{model}"
         folder.mkdir()
         config = {"train": {"data": "synthetic", "model": model, "loss": loss, "alpha": 5.0, "beta": 20.0,

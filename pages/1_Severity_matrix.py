@@ -10,7 +10,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import rcl
-from ui.common import TIER_COLOURS, current_matrix, disclaimer, guard, page, run_picker, set_matrix
+from ui.common import (
+    TIER_COLOURS,
+    current_matrix,
+    disclaimer,
+    guard,
+    page,
+    run_picker,
+    set_matrix,
+    set_matrix_problem,
+)
 
 page("Severity matrix")
 st.write(
@@ -85,92 +94,107 @@ with left:
         start = base  # keeps per-cell edits while α/β are unchanged
     else:
         start = rcl.SeverityMatrix.from_penalties(taxonomy, alpha, beta)
+    warning_box = st.container()  # the matrix's warnings, beside the sliders that cause them
 
-    # --- per-cell editor ------------------------------------------------------------------------
-    st.markdown("**Per-cell edits** (rows: true class, columns: predicted class). Moving a slider rebuilds "
-                "the matrix from α and β.")
-    frame = pd.DataFrame(np.asarray(start.values), index=list(taxonomy.classes), columns=list(taxonomy.classes))
-    digest = hashlib.sha1(np.ascontiguousarray(start.values).tobytes() + "|".join(taxonomy.classes).encode())
-    editor_key = f"matrix_editor_{digest.hexdigest()[:12]}"
-    st.session_state["matrix_editor_key"] = editor_key  # tests and scripts find the live editor by this
-    edited = st.data_editor(
-        frame,
-        key=editor_key,
-        width="stretch",
-        column_config={c: st.column_config.NumberColumn(c, step=0.5, format="%g") for c in taxonomy.classes},
-    )
-    matrix: rcl.SeverityMatrix | None = None
-    try:
-        matrix = rcl.SeverityMatrix(taxonomy, edited.to_numpy(dtype=float, na_value=np.nan), alpha, beta)
-    except (ValueError, TypeError) as exc:
-        st.error(f"This matrix cannot be used: {exc}")
-    if matrix is not None:
-        set_matrix(matrix)
-        st.caption(f"Current matrix: {rcl.matrix_caption(matrix)}")
+# --- per-cell editor (full width: every class column fits) ---------------------------------------
+st.markdown("**Per-cell edits** (rows: true class, columns: predicted class). Type plain numbers (2.5, 1e3); "
+            "moving a slider rebuilds the matrix from α and β.")
+frame = pd.DataFrame([[f"{v:g}" for v in row] for row in np.asarray(start.values)], index=list(taxonomy.classes),
+                     columns=list(taxonomy.classes))
+digest = hashlib.sha1(np.ascontiguousarray(start.values).tobytes() + "|".join(taxonomy.classes).encode())
+editor_key = f"matrix_editor_{digest.hexdigest()[:12]}"
+st.session_state["matrix_editor_key"] = editor_key  # tests and scripts find the live editor by this
+edited = st.data_editor(
+    frame, key=editor_key, width="stretch",
+    column_config={c: st.column_config.TextColumn(c, width="small") for c in taxonomy.classes},
+)
+matrix: rcl.SeverityMatrix | None = None
+try:  # the cells as typed: "1e9" is 10⁹, "1,5" is refused, never guessed
+    matrix = rcl.SeverityMatrix(taxonomy, rcl.parse_cells(edited.to_numpy(), taxonomy), alpha, beta)
+except (ValueError, TypeError) as exc:
+    set_matrix_problem(str(exc))
+    st.error(f"This matrix cannot be used: {exc}. Train and Triage are blocked until it is fixed.")
+if matrix is not None:
+    set_matrix(matrix)
+    st.caption(f"Current matrix: {rcl.matrix_caption(matrix)}")
+    for warning in rcl.penalty_warnings(matrix.values, taxonomy):
+        warning_box.warning(warning, icon=":material/warning:")
 
-    # --- save / load ----------------------------------------------------------------------------
-    s1, s2 = st.columns(2)
-    if matrix is not None:
-        s1.download_button("Save matrix (JSON)", matrix.to_json(), file_name=f"severity_{taxonomy.name}.json",
-                           mime="application/json")
-    s2.file_uploader("Load matrix (JSON)", type=["json"], key="matrix_upload", on_change=_load_uploaded)
-    if st.session_state.get("matrix_load_error"):
-        st.error(f"That file is not a usable severity matrix: {st.session_state['matrix_load_error']}")
+# --- save / load --------------------------------------------------------------------------------
+s1, s2 = st.columns(2)
+s1.download_button("Save matrix (JSON)", matrix.to_json() if matrix is not None else "",
+                   file_name=f"severity_{taxonomy.name}.json", mime="application/json", disabled=matrix is None,
+                   help=None if matrix is not None else "Saving is off while a cell is invalid (see the message above).")
+if matrix is None:
+    s1.caption("Save is off: fix the invalid cell first.")
+s2.file_uploader("Load matrix (JSON)", type=["json"], key="matrix_upload", on_change=_load_uploaded)
+if st.session_state.get("matrix_load_error"):
+    st.error(f"That file is not a usable severity matrix: {st.session_state['matrix_load_error']}")
 
 with right:
-    shown = matrix if matrix is not None else start
-    fig = go.Figure(go.Heatmap(
-        z=np.asarray(shown.values), x=list(taxonomy.classes), y=list(taxonomy.classes),
-        text=[[f"{v:g}" for v in row] for row in np.asarray(shown.values)], texttemplate="%{text}",
-        colorscale="Oranges", colorbar={"title": "penalty"},
-        hovertemplate="true %{y} → predicted %{x}: %{z}<extra></extra>",
-    ))
-    fig.update_layout(title="Severity heatmap", xaxis_title="predicted", yaxis_title="true", height=380,
-                      yaxis_autorange="reversed", margin={"t": 40, "b": 10, "l": 10, "r": 10})
-    st.plotly_chart(fig, width="stretch")
-
-    st.subheader("Selected run, re-decided under this matrix")
-    if run is None:
-        st.info("No finished run to re-decide yet: train one on **Home** or **Train**, then come back.")
-    elif matrix is None:
-        st.warning("Fix the matrix to see the run re-decided.")
-    elif run.taxonomy.classes != taxonomy.classes:
-        st.warning(f"The run {run.label!r} has other classes ({', '.join(run.taxonomy.classes)}); choose "
-                   "**selected run** as the classes to re-decide it.")
+    if matrix is None:
+        st.warning("No heatmap while a cell is invalid: it would show a matrix that is not the one typed.")
     else:
-        redecide = True
-        if run.cost_sensitive:
-            st.info(f"This run was trained with a cost-sensitive loss (**{run.train['loss']}**): its probabilities "
-                    "already carry the costs, so by default it is shown under its own default decision. Deciding "
-                    "under this matrix again double-counts the costs.")
-            redecide = st.toggle("Re-decide under this matrix anyway", value=False, key="matrix_redecide_anyway")
-        with guard("re-deciding the run"):
-            pred = run.predictions("test")
-            decision_matrix, rule = (matrix, "Bayes minimum-risk under this matrix") if redecide else \
-                rcl.default_matrix(run.metrics, run.matrix)
-            result = rcl.redecide(run.calibrated_probs("test"), pred["labels"], run.taxonomy, decision_matrix)
-            stored = run.metrics.get("test", {})
-            missed, malignant = rcl.missed_malignant(result.confusion, run.taxonomy)
-            st.caption(f"{run.label} · {result.n} test images · {rule}, compared with the model's argmax · "
-                       f"{rcl.count_of(missed, malignant)} malignant cases called benign")
-            m1, m2, m3 = st.columns(3)
-            delta_cer = None if result.cer is None or stored.get("cer") is None else result.cer - stored["cer"]
-            m1.metric("CER", rcl.pct(result.cer), None if delta_cer is None else rcl.points(delta_cer),
-                      delta_color="inverse", help="Critical Error Rate: malignant cases called benign (lower is safer)")
-            m2.metric("F1-macro", rcl.num(result.f1_macro),
-                      None if stored.get("f1_macro") is None else rcl.signed(result.f1_macro - stored["f1_macro"]))
-            m3.metric("Accuracy", rcl.pct(result.accuracy))
-            rows = rcl.tier_comparison(result.tiers, stored.get("tiers", {}))
-            tiers = pd.DataFrame({"tier": [r["tier"] for r in rows], "re-decided": [r["count"] for r in rows],
-                                  "argmax": [r["reference"] for r in rows]})
-            bar = go.Figure()
-            bar.add_bar(y=tiers["tier"], x=tiers["argmax"], name="argmax (as trained)", orientation="h",
-                        marker_color="#BBBBBB")
-            bar.add_bar(y=tiers["tier"], x=tiers["re-decided"], name="re-decided", orientation="h",
-                        marker_color=[TIER_COLOURS[r["key"]] for r in rows])
-            bar.update_layout(barmode="group", height=240, margin={"t": 10, "b": 10, "l": 10, "r": 10},
-                              legend={"orientation": "h"})
-            st.plotly_chart(bar, width="stretch")
-            st.dataframe(tiers, hide_index=True, width="stretch")
+        costs = rcl.cost_matrix(matrix)
+        fig = go.Figure(go.Heatmap(
+            z=costs, x=list(taxonomy.classes), y=list(taxonomy.classes),
+            text=[[f"{v:g}" for v in row] for row in costs], texttemplate="%{text}",
+            colorscale="Oranges", colorbar={"title": "cost"},
+            hovertemplate="true %{y} → predicted %{x}: cost %{z}<extra></extra>",
+        ))
+        fig.update_layout(title="Cost of each answer when deciding", xaxis_title="predicted", yaxis_title="true",
+                          height=380, yaxis_autorange="reversed", margin={"t": 40, "b": 10, "l": 10, "r": 10})
+        st.plotly_chart(fig, width="stretch")
+        st.caption("A correct answer costs nothing when deciding, so the diagonal shows 0; the editor's diagonal "
+                   "value is the weight the RCL loss gives a correct answer in training.")
+
+st.subheader("Selected run, re-decided under this matrix")
+if run is None:
+    st.info("No finished run to re-decide yet: train one on **Home** or **Train**, then come back.")
+elif matrix is None:
+    st.warning("Fix the matrix to see the run re-decided.")
+elif run.taxonomy.classes != taxonomy.classes:
+    st.warning(f"The run {run.label!r} has other classes ({', '.join(run.taxonomy.classes)}); choose "
+               "**selected run** as the classes to re-decide it.")
+else:
+    own_default = False
+    if run.cost_sensitive:
+        st.info(f"This run was trained with a cost-sensitive loss (**{run.train['loss']}**): its probabilities "
+                "already carry the costs, so by default it is shown under its own default decision. Deciding "
+                "under this matrix again double-counts the costs.")
+        own_default = not st.toggle("Re-decide under this matrix anyway", value=False, key="matrix_redecide_anyway")
+    with guard("re-deciding the run"):
+        result = rcl.redecide_run(run, matrix, own_default=own_default)
+        argmax = result["argmax"]
+        st.caption(f"{run.label} ({rcl.initialisation(run.train)}) · {rcl.plural(result['n'], 'test image')} · "
+                   f"{result['rule']}, compared with the "
+                   f"{argmax['rule']}")
+        m1, m2, m3 = st.columns(3)
+        delta_cer = None if result["cer"] is None or argmax["cer"] is None else result["cer"] - argmax["cer"]
+        m1.metric("CER", rcl.pct(result["cer"]), None if delta_cer is None else rcl.points(delta_cer),
+                  delta_color="inverse", help="Critical Error Rate: malignant cases called benign (lower is safer)")
+        m1.caption(f"{rcl.count_of(result['missed'], result['malignant'])} malignant cases missed"
+                   + ("" if argmax["missed"] is None else f" (argmax: {argmax['missed']})"))
+        m2.metric("F1-macro", rcl.num(result["f1_macro"]),
+                  None if argmax["f1_macro"] is None else rcl.signed(result["f1_macro"] - argmax["f1_macro"]))
+        m2.caption(f"balance over all {len(run.taxonomy.classes)} classes")
+        m3.metric("Accuracy", rcl.pct(result["accuracy"]))
+        m3.caption(f"of {rcl.plural(result['n'], 'test image')}")
+        rows = result["tiers"]
+        tiers = pd.DataFrame({"tier": [r["tier"] for r in rows], "re-decided": [r["count"] for r in rows],
+                              "argmax": [r["reference"] for r in rows]})
+        bar = go.Figure()
+        bar.add_bar(y=tiers["tier"], x=tiers["argmax"], name="argmax (as trained)", orientation="h",
+                    marker_color="#BBBBBB", text=tiers["argmax"], textposition="outside")
+        bar.add_bar(y=tiers["tier"], x=tiers["re-decided"], name="re-decided", orientation="h",
+                    marker_color=[TIER_COLOURS[r["key"]] for r in rows], text=tiers["re-decided"],
+                    textposition="outside")
+        bar.update_layout(barmode="group", height=260, xaxis_title=f"test images (of {result['n']})",
+                          margin={"t": 40, "b": 10, "l": 10, "r": 30},
+                          legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
+                          yaxis={"automargin": True, "autorange": "reversed"})
+        c1, c2 = st.columns([3, 2])
+        c1.plotly_chart(bar, width="stretch")
+        c2.dataframe(tiers, hide_index=True, width="stretch")
 
 disclaimer()

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import rcl
-from ui.common import current_matrix, disclaimer, guard, page
+from ui.common import current_matrix, disclaimer, guard, page, require_valid_matrix
 from ui.jobs import POLL_SECONDS, job_progress, jobs_table, worker_line
 
 MODELS = ["small_cnn", "resnet18", "resnet50", "vit_base_patch16_224", "other (timm name)"]
@@ -48,6 +48,7 @@ with st.form("train_form"):
     seeds = b3.number_input("Ablation seeds", 1, 10, 1, key="train_ablation_seeds")
     launch_ablation = b2.form_submit_button("Launch ablation")
 
+require_valid_matrix("Training")
 matrix = current_matrix()
 st.caption("Jobs train on a GPU when the worker sees one, else on the CPU · matrix from **Severity matrix**: "
            f"{rcl.matrix_caption(matrix)}"

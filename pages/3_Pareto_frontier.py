@@ -1,4 +1,5 @@
-"""Pareto frontier: every finished run as (CER, F1) with bootstrap error bars, the frontier, the paper."""
+"""Pareto frontier: the finished runs tested on the same images as (CER, F1) points with bootstrap
+error bars, the frontier, optional re-decision variants and the paper's published points."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import rcl
-from ui.common import LOSS_COLOURS, disclaimer, finished_rows, get_run, guard, no_runs_message, page
+from ui.common import LOSS_COLOURS, disclaimer, get_run, guard, no_runs_message, page, split_rows
 
 MAX_BOOTSTRAP = 60  # runs without stored CIs get one computed (and cached) up to this many per view
 MAX_DECISION_RUNS = 40  # decision-rule variants: predictions of at most this many runs are re-decided
+MAX_LEGEND_RUNS = 30  # up to this many runs the legend names each run; past it, each loss
 
 page("Pareto frontier")
 st.write("Each point is a finished run: **CER** on x (malignant cases called benign; lower is safer) and "
-         "**F1-macro** on y (higher is more accurate). The frontier joins the runs no other run beats on both.")
+         "**F1-macro** on y (higher is more accurate). The frontier joins the runs no other run beats on both. "
+         "Runs are only compared when they were tested on the same images (same dataset and test split).")
 
 
 @st.cache_data(show_spinner=False, max_entries=2048)
@@ -36,26 +39,41 @@ def mtime(path: str) -> int:
         return 0
 
 
-rows = finished_rows()
+rows = split_rows()
 if not rows:
     no_runs_message("the Pareto frontier")
     disclaimer()
     st.stop()
+groups = rcl.split_groups(rows)
+if not groups:
+    st.info(f"None of the {rcl.plural(len(rows), 'finished run')} stored its test sample ids, so none can be "
+            "compared on the same images. Runs trained with this version store them.")
+    disclaimer()
+    st.stop()
 
-# --- filters ------------------------------------------------------------------------------------
-datasets = sorted({str(r["dataset"]) for r in rows})
-models = sorted({str(r["model"]) for r in rows})
-f1, f2, f3 = st.columns([2, 2, 3])
-dataset = f1.selectbox("Dataset", datasets, key="pareto_dataset",
-                       help="Runs are only comparable on the same test split.")
+# --- which runs: one test split -----------------------------------------------------------------
+labels = {f"{g['dataset']}:{g['split']}": g for g in groups}
+f1, f2, f3 = st.columns([3, 2, 2])
+choice = f1.selectbox("Runs tested on the same images", list(labels), key="pareto_group",
+                      format_func=lambda key: labels[key]["label"],
+                      help="Runs are only comparable on the same test split: a run tested on other images is "
+                           "never drawn beside these. The split is named by a hash of its test sample ids.")
+group = labels[choice]
+in_group = rcl.comparable(rows, group)
+models = sorted({str(r["model"]) for r in in_group})
 chosen_models = f2.multiselect("Models", models, default=models, key="pareto_models")
 with f3:
-    show_paper = st.toggle("Paper's published points (reference only)", key="pareto_paper")
-    show_rules = st.toggle("Decision-rule variants (Bayes re-decision)", key="pareto_rules")
-view = [r for r in rows if str(r["dataset"]) == dataset and str(r["model"]) in chosen_models]
+    show_paper = st.toggle("Paper's points", key="pareto_paper",
+                           help="The paper's published test results on the real datasets: a reference only.")
+    show_rules = st.toggle("Re-decision variants", key="pareto_rules",
+                           help="Each run re-decided by Bayes minimum risk under a grid of severity matrices.")
+view = rcl.comparable([r for r in in_group if str(r["model"]) in chosen_models], group)
 if not view:
     st.warning("No run matches these filters.")
     st.stop()
+if len(groups) > 1:
+    st.caption(f"Not shown, because tested on other images: "
+               f"{'; '.join(g['label'] for g in groups if g is not group)}.")
 
 # --- error bars ---------------------------------------------------------------------------------
 missing = [i for i, r in enumerate(view) if r["cer_low"] is None and r["f1_low"] is None]
@@ -63,29 +81,43 @@ with guard("bootstrap intervals"):
     for i in missing[:MAX_BOOTSTRAP]:
         view[i] = rcl.with_ci(view[i], cached_ci(view[i]["path"], mtime(view[i]["path"])))
 if len(missing) > MAX_BOOTSTRAP:
-    st.caption(f"{len(missing) - MAX_BOOTSTRAP} runs have no stored confidence interval and are drawn without "
-               "error bars (training stores them at the end of a run).")
+    st.caption(f"{rcl.plural(len(missing) - MAX_BOOTSTRAP, 'run')} without a stored confidence interval are drawn "
+               "without error bars (training stores them at the end of a run).")
 
 frame = pd.DataFrame(view)
-frame["on_front"] = rcl.front_flags(view)
 numeric = ["cer", "cer_low", "cer_high", "f1_macro", "f1_low", "f1_high", "accuracy"]
 frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
+losses = sorted(frame["loss"].astype(str).unique())
+colour = {loss: LOSS_COLOURS[n % len(LOSS_COLOURS)] for n, loss in enumerate(losses)}
+xs, ys = list(frame["cer"]) + list(frame["cer_low"]) + list(frame["cer_high"]), \
+    list(frame["f1_macro"]) + list(frame["f1_low"]) + list(frame["f1_high"])
 
+
+def error_bar(points: pd.DataFrame, col: str) -> dict:
+    low, high = points[f"{col.split('_')[0]}_low"], points[f"{col.split('_')[0]}_high"]
+    return {"type": "data", "symmetric": False, "thickness": 1, "width": 2,
+            "array": (high - points[col]).where(high.notna()).fillna(0).tolist(),
+            "arrayminus": (points[col] - low).where(low.notna()).fillna(0).tolist()}
+
+
+frame["missed"] = [("" if pd.isna(m) else f" ({rcl.count_of(t, m)} missed)") for t, m in
+                   zip(frame["type_2"].fillna(0), frame["malignant"])]
+# One legend entry per run (its name); past MAX_LEGEND_RUNS one per loss, the run named on hover.
+per_run = len(frame) <= MAX_LEGEND_RUNS
+traces = ([(str(points["label"].iloc[0]), points) for _, points in frame.groupby("id", sort=False)] if per_run
+          else [(str(loss), points) for loss, points in frame.groupby("loss", sort=True)])
 fig = go.Figure()
-for n, (loss, group) in enumerate(frame.groupby("loss", sort=True)):
-    def bar(col_lo, col_hi, col, g=group):
-        lo = (g[col] - g[col_lo]).where(g[col_lo].notna())
-        hi = (g[col_hi] - g[col]).where(g[col_hi].notna())
-        return {"type": "data", "symmetric": False, "array": hi.fillna(0).tolist(),
-                "arrayminus": lo.fillna(0).tolist(), "thickness": 1, "width": 2}
-
+for name, points in traces:
+    loss = str(points["loss"].iloc[0])
     fig.add_scatter(
-        x=group["cer"], y=group["f1_macro"], mode="markers", name=str(loss),
-        marker={"size": 9, "color": LOSS_COLOURS[n % len(LOSS_COLOURS)], "line": {"width": 1, "color": "white"}},
-        error_x=bar("cer_low", "cer_high", "cer"), error_y=bar("f1_low", "f1_high", "f1_macro"),
-        customdata=group[["label", "config", "id", "model"]].to_numpy(),
-        hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>CER %{x:.1%} · F1 %{y:.3f}"
-                      "<br>%{customdata[2]}<extra></extra>",
+        x=points["cer"], y=points["f1_macro"], mode="markers", name=name, legendgroup=loss,
+        legendgrouptitle_text=loss if per_run else None,
+        marker={"size": 10, "color": colour[loss], "symbol": ["circle" if f else "circle-open" for f in points["on_front"]],
+                "line": {"width": 1.5}},
+        error_x=error_bar(points, "cer"), error_y=error_bar(points, "f1_macro"),
+        customdata=points[["label", "config", "id", "model", "missed"]].to_numpy(),
+        hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>CER %{x:.1%}%{customdata[4]} · "
+                      "F1 %{y:.3f}<br>%{customdata[2]}<extra></extra>",
     )
 front = frame[frame["on_front"]].sort_values("cer")
 if len(front):
@@ -97,15 +129,17 @@ if show_rules:
     with guard("decision-rule variants"):
         points = pd.DataFrame(cached_frontier(keys))
         variants = points[points["decision"] != "argmax"]
-        labels = {r["id"]: r["label"] for r in view}
+        names = {r["id"]: r["label"] for r in view}
         fig.add_scatter(x=variants["cer"], y=variants["f1_macro"], mode="markers", name="Bayes re-decision",
                         marker={"size": 5, "symbol": "circle-open", "color": "#777777"},
-                        customdata=list(zip(variants["run_id"].map(labels), variants["decision"])),
+                        customdata=list(zip(variants["run_id"].map(names), variants["decision"])),
                         hovertemplate="%{customdata[0]}<br>%{customdata[1]}<br>CER %{x:.1%} · F1 %{y:.3f}"
                                       "<extra></extra>")
         best = points[points["pareto"]].sort_values("cer")
         fig.add_scatter(x=best["cer"], y=best["f1_macro"], mode="lines", name="frontier with re-decision",
                         line={"color": "#777777", "dash": "dot", "shape": "hv"}, hoverinfo="skip")
+        xs += list(points["cer"])
+        ys += list(points["f1_macro"])
         if len(view) > MAX_DECISION_RUNS:
             st.caption(f"Decision-rule variants are drawn for the first {MAX_DECISION_RUNS} runs only.")
 
@@ -118,25 +152,26 @@ if show_paper:
         hovertemplate="PAPER: %{customdata[0]} · %{customdata[1]} · %{customdata[2]}<br>CER %{x:.1%} · F1 %{y:.3f}"
                       "<extra></extra>",
     )
+    xs += list(paper["cer"])
+    ys += list(paper["f1_macro"])
     st.caption("Paper points are the published test results on the real datasets (the paper's Tables III and V): a "
                "reference for scale, not comparable with runs on other data.")
 
-x_max = pd.concat([frame["cer"], frame["cer_high"]]).max()
-x_max = min(1.02, (0.0 if pd.isna(x_max) else float(x_max)) + 0.05)
-if show_paper:
-    x_max = max(x_max, 0.47)
-fig.update_layout(xaxis_range=[-0.01, x_max], xaxis_title="CER (lower is safer)", yaxis_title="F1-macro (higher is better)",
-                  xaxis_tickformat=".0%", height=560, legend={"title": "loss"},
+fig.update_layout(xaxis_range=rcl.axis_range(xs), yaxis_range=rcl.axis_range(ys),
+                  xaxis_title="CER, malignant cases missed (lower is safer)",
+                  yaxis_title="F1-macro (higher is better)", xaxis_tickformat=".0%", height=560,
+                  legend={"title": ("runs, by loss" if per_run else "loss") + " (filled: on the frontier)",
+                          "groupclick": "toggleitem"},
                   margin={"t": 20, "b": 10, "l": 10, "r": 10})
 st.plotly_chart(fig, width="stretch")
 
-st.caption(f"{len(view)} runs on {dataset}, each at its argmax decision on its test split; "
-           f"{int(frame['on_front'].sum())} on the frontier. Error bars: 95% bootstrap intervals of the test metrics.")
-columns = ["label", "loss", "model", "alpha", "beta", "seed", "cer", "cer_low", "cer_high", "f1_macro", "f1_low",
-           "f1_high", "accuracy", "type_2", "on_front", "id"]
-st.dataframe(frame[columns].sort_values("cer"), hide_index=True, width="stretch")
-st.download_button("Download CSV", frame.drop(columns=["path"]).to_csv(index=False),
-                   file_name=f"pareto_{dataset}.csv", mime="text/csv")
+starts = sorted({str(r["start"]) for r in view})
+st.caption(f"{rcl.plural(len(view), 'run')} on {group['label'].rsplit(' · ', 1)[0]}, each at its "
+           f"{rcl.decision_rule('argmax')}; {int(frame['on_front'].sum())} on the frontier. Error bars: 95% bootstrap "
+           f"intervals of the test metrics. Recipe: {'; '.join(starts)} (hover a point for its full recipe).")
+st.dataframe(rcl.frontier_display(view), hide_index=True, width="stretch")
+st.download_button("Download CSV", rcl.frontier_csv(view), file_name=f"pareto_{group['dataset']}_{group['split']}.csv",
+                   mime="text/csv", help="Rates as fractions (0.25 = 25%), one row per run shown.")
 
 st.subheader("With referral: CER on the answered cases against coverage")
 shown = {r["id"] for r in view}

@@ -17,8 +17,9 @@ if run is None:
     st.stop()
 
 test = run.metrics.get("test", {})
-st.write(f"**{run.label}** · test split, {test.get('n', '?')} images · argmax decision · cells coloured by "
-         "error tier (rows: true class, columns: predicted class).")
+st.write(f"**{run.label}** ({rcl.initialisation(run.train)}) · test split, {rcl.plural(test.get('n', 0), 'image')} · "
+         f"{rcl.decision_rule('argmax')} · "
+         "cells coloured by error tier (rows: true class with its number of test images n, columns: predicted class).")
 normalise = st.toggle("Row-normalised (share of each true class)", key="confusion_normalise")
 
 with guard("confusion matrix"):
@@ -29,14 +30,16 @@ with guard("confusion matrix"):
     for i, tier in enumerate(rcl.TIERS):
         scale += [[i / 4, TIER_COLOURS[tier]], [(i + 1) / 4, TIER_COLOURS[tier]]]
     text = [[(rcl.pct(view['values'][i, j], 0) if normalise else f"{view['counts'][i, j]}") for j in range(k)]
-            for i in range(k)]
+            for i in range(k)]  # shares are of the row's n, written on its label
+    per_class = view["counts"].sum(axis=1)
+    rows = [f"{name} (n={n})" for name, n in zip(view["classes"], per_class)]
     tier_names = np.vectorize(lambda t: rcl.TIER_LABELS[rcl.TIERS[t]])(view["tiers"])
     # Empty cells are drawn faint so the eye goes to where the errors are.
     opacity_z = np.where(view["counts"] > 0, view["tiers"] + 0.5, np.nan)
     fig = go.Figure()
-    fig.add_heatmap(z=view["tiers"] + 0.5, x=view["classes"], y=view["classes"], colorscale=scale, zmin=0, zmax=4,
+    fig.add_heatmap(z=view["tiers"] + 0.5, x=view["classes"], y=rows, colorscale=scale, zmin=0, zmax=4,
                     showscale=False, opacity=0.25, hoverinfo="skip")
-    fig.add_heatmap(z=opacity_z, x=view["classes"], y=view["classes"], colorscale=scale, zmin=0, zmax=4,
+    fig.add_heatmap(z=opacity_z, x=view["classes"], y=rows, colorscale=scale, zmin=0, zmax=4,
                     showscale=False, text=text, texttemplate="%{text}", textfont={"size": 14},
                     customdata=np.dstack([tier_names, view["counts"]]),
                     hovertemplate="true %{y} → predicted %{x}<br>%{customdata[0]}<br>%{customdata[1]} images"
@@ -50,7 +53,7 @@ with guard("confusion matrix"):
     left, right = st.columns([3, 1], gap="large")
     left.plotly_chart(fig, width="stretch")
     with right:
-        st.markdown("**Tier totals**")
+        st.markdown(f"**Tier totals** (of {rcl.plural(test.get('n', 0), 'test image')})")
         for row in rcl.tier_totals(test.get("tiers", {})):
             st.markdown(f"<span style='color:{TIER_COLOURS[row['key']]};font-size:1.3em'>■</span> "
                         f"{row['tier']}: **{row['count']}**", unsafe_allow_html=True)
@@ -62,12 +65,15 @@ with guard("Type II gallery"):
         st.success("No Type II error on the test split.")
     else:
         with_images = [s for s in samples if s["path"]]
-        st.write(f"{test.get('tiers', {}).get('type_2', len(samples))} Type II errors on the test split.")
+        missed, malignant = rcl.missed_malignant(test["confusion"], run.taxonomy)
+        st.write(f"{rcl.count_of(missed, malignant)} malignant test cases were called benign under the "
+                 f"{rcl.decision_rule('argmax')}. Under each image: true class → predicted class, and the "
+                 "probability the model gave its (wrong) answer.")
         if with_images:
             cols = st.columns(6)
             for n, sample in enumerate(with_images[:24]):
                 cols[n % 6].image(sample["path"], width="stretch",
-                                  caption=f"{sample['true']} → {sample['predicted']} ({sample['p_predicted']:.2f})")
+                                  caption=f"{sample['true']} → {sample['predicted']} (p = {sample['p_predicted']:.2f})")
         else:
             st.caption("The images of this run are not on this machine (sample ids relative to "
                        f"`{run.config.get('dataset', {}).get('root', '?')}`); listing them instead.")

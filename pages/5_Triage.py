@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import rcl
-from ui.common import current_matrix, finished_rows, guard, page
+from ui.common import current_matrix, finished_rows, guard, page, require_valid_matrix
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
@@ -57,6 +57,8 @@ else:
 use_current = st.toggle("Decide under the Severity page's matrix instead of the model's default decision",
                         value=False, key="triage_use_matrix",
                         help=rcl.STACKING if loaded.cost_sensitive else None)
+if use_current:
+    require_valid_matrix("Triage")
 matrix = current_matrix(loaded.taxonomy) if use_current else None
 if use_current:
     st.caption(f"Decision: Bayes minimum-risk under {rcl.matrix_caption(matrix)} (set on **Severity matrix**)")

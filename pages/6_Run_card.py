@@ -1,4 +1,4 @@
-"""Run card: a one-page summary of a run for stakeholders, as Markdown and HTML downloads."""
+"""Run card: a one-page summary of a run for stakeholders, shown here and downloaded as Markdown or HTML."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import rcl
 from ui.common import disclaimer, finished_rows, get_run, guard, no_runs_message, page, run_picker
 
 page("Run card")
-st.write("A summary of one run for people who will not open the app: data, severity matrix, loss, test metrics "
-         "with 95% confidence intervals, the tiered confusion matrix and where the run sits on the frontier.")
+st.write("A summary of one run for people who will not open the app: the headline figures with the cases they "
+         "rest on, the error tiers, its place among runs tested on the same images, the decision and the "
+         "matrices used, the recipe and the data. The HTML download prints on A4 (or save it as PDF).")
 run = run_picker()
 if run is None:
     no_runs_message("the run card")
@@ -18,19 +19,25 @@ if run is None:
 
 
 @st.cache_data(show_spinner="Writing the run card…", max_entries=16)
-def cards(path: str, signature: tuple) -> tuple[str, str]:
+def cards(path: str, signature: tuple) -> tuple[list[dict], str, str]:
     run = get_run(path)
     others = [get_run(r["path"]) for r in finished_rows() if r["dataset"] == run.config.get("dataset", {}).get("name")]
-    return rcl.run_card_markdown(run, others), rcl.run_card_html(run, others)
+    sections = rcl.card_sections(run, others)
+    return sections, rcl.sections_markdown(sections), rcl.sections_html(sections, run.label)
 
 
 with guard("run card"):
     signature = tuple((r["id"], r["cer"], r["f1_macro"]) for r in finished_rows())
-    markdown, html = cards(str(run.path), signature)
+    sections, markdown, html = cards(str(run.path), signature)
     c1, c2 = st.columns(2)
-    c1.download_button("Download Markdown", markdown, file_name=f"run_card_{run.id}.md", mime="text/markdown",
+    c1.download_button("Download HTML (prints as PDF)", html, file_name=f"run_card_{run.id}.html", mime="text/html",
                        type="primary")
-    c2.download_button("Download HTML", html, file_name=f"run_card_{run.id}.html", mime="text/html")
-    with st.container(border=True):
-        st.markdown(markdown)
+    c2.download_button("Download Markdown", markdown, file_name=f"run_card_{run.id}.md", mime="text/markdown")
+    for section in sections:
+        if not section["md"]:
+            continue
+        with st.container(border=section["box"]):
+            st.markdown(rcl.beside_chart(section))
+            if section["svg"]:
+                st.image(section["svg"])  # an SVG string
 disclaimer()

@@ -14,6 +14,7 @@ from rcl.calibration import (
     fit_temperature,
     reliability_diagram,
 )
+from rcl.card_charts import TIER_COLOURS
 from rcl.decision import decide, expected_costs, frontier, redecide, sweep
 from rcl.decision_scale import scaled_matrix, tune_decision_scale
 from rcl.errors import debug_enabled, user_message
@@ -32,9 +33,23 @@ from rcl.posthoc.guarantee import (
 )
 from rcl.posthoc.guarantee_report import guarantee_for_run, guarantee_pool, guarantee_report, resplit_check
 from rcl.referral import ReferralRule, apply_referral, fit_referral, referral_report
-from rcl.severity import SeverityMatrix, severity_matrix
+from rcl.severity import SeverityMatrix, cost_matrix, parse_cells, penalty_warnings, severity_matrix
 from rcl.taxonomy import PRESETS, Taxonomy, preset
-from rcl.text import DISCLAIMER, TIER_LABELS, count_of, matrix_caption, num, pct, points, signed
+from rcl.text import (
+    DECISION_RULES,
+    DISCLAIMER,
+    TIER_LABELS,
+    count_of,
+    decision_rule,
+    initialisation,
+    matrix_caption,
+    num,
+    pct,
+    plural,
+    points,
+    rate_with_count,
+    signed,
+)
 from rcl.uncertainty import bootstrap_ci, paired_difference
 
 __version__ = "0.1.0"
@@ -49,7 +64,11 @@ _LAZY = {
                                                 "front_flags", "run_ci", "run_rows", "with_ci")},
     **{name: ("rcl.confusion", name) for name in ("confusion_view", "missed_malignant", "tier_comparison",
                                                   "tier_totals", "type2_samples")},
-    **{name: ("rcl.run_card", name) for name in ("run_card_html", "run_card_markdown")},
+    **{name: ("rcl.run_card", name) for name in ("beside_chart", "card_sections", "run_card_html", "run_card_markdown",
+                                                 "sections_html", "sections_markdown")},
+    **{name: ("rcl.comparison", name) for name in ("FRONTIER_COLUMNS", "axis_range", "comparable", "frontier_csv", "frontier_display",
+                                                   "pick_group", "split_fingerprint", "split_groups", "with_splits")},
+    **{name: ("rcl.redecision", name) for name in ("redecide_run", "redecision_text")},
     "make_loss": ("rcl.losses", "make_loss"),
     **{name: ("rcl.loss_registry", name) for name in ("LOSSES", "loss_spec", "canonical_loss", "carries_costs")},
     "run_training": ("rcl.train", "run_training"),
@@ -90,10 +109,12 @@ __all__ = [
     "GUARANTEE_MODES",
     "GuaranteedRule",
     "Answer",
+    "DECISION_RULES",
     "DISCLAIMER",
     "PAPER_RESULTS",
     "PRESETS",
     "TIERS",
+    "TIER_COLOURS",
     "TIER_LABELS",
     "Evaluation",
     "ReferralRule",
@@ -106,11 +127,13 @@ __all__ = [
     "apply_referral",
     "apply_temperature",
     "bootstrap_ci",
+    "cost_matrix",
     "count_of",
     "debug_enabled",
     "explain_error",
     "user_message",
     "decide",
+    "decision_rule",
     "evaluate",
     "expected_calibration_error",
     "expected_costs",
@@ -123,14 +146,19 @@ __all__ = [
     "guarantee_report",
     "load_guarantee",
     "home",
+    "initialisation",
     "matrix_caption",
     "models_dir",
     "num",
     "paired_difference",
+    "parse_cells",
     "pareto_front",
+    "penalty_warnings",
     "pct",
+    "plural",
     "points",
     "preset",
+    "rate_with_count",
     "redecide",
     "referral_report",
     "resplit_check",

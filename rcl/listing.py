@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from rcl import paths
+from rcl.confusion import missed_malignant
 from rcl.decision import frontier
 from rcl.errors import explain
 from rcl.metrics import pareto_front
 from rcl.runs import MODEL_CARD, DamagedRun, Run, list_runs, loss_label, run_folders
+from rcl.text import initialisation
 
 
 def ci_bounds(ci, metric: str) -> tuple[float | None, float | None]:
@@ -31,12 +33,20 @@ def ci_bounds(ci, metric: str) -> tuple[float | None, float | None]:
 def config_text(train: dict) -> str:
     """One line describing a training config, for hover labels."""
     return (f"{loss_label(train)} · {train.get('model', '?')} · {train.get('image_size', '?')} px · "
-            f"{train.get('epochs', '?')} epochs · lr {train.get('lr', 0):g} · seed {train.get('seed', '?')}")
+            f"{train.get('epochs', '?')} epochs · lr {train.get('lr', 0):g} · seed {train.get('seed', '?')} · "
+            f"{initialisation(train)}")
 
 
 def run_row(run: Run) -> dict:
-    """``Run.summary()`` plus a config line and the stored test CIs, when present."""
-    return with_ci({**run.summary(), "config": config_text(run.train)}, run.metrics.get("test", {}).get("ci") or {})
+    """``Run.summary()`` plus a config line, where the weights started (``start``), the number of
+    malignant test cases (``malignant``, what CER rests on), the loss with its α/β (``loss_label``), the test split fingerprint when stored
+    (``split``; else ``rcl.comparison.with_splits`` reads it from the test ids) and the stored test
+    CIs, when present."""
+    test = run.metrics.get("test", {})
+    malignant = missed_malignant(test["confusion"], run.taxonomy)[1] if test.get("confusion") else None
+    return with_ci({**run.summary(), "config": config_text(run.train), "start": initialisation(run.train),
+                    "malignant": malignant, "split": test.get("split_fingerprint"),
+                    "loss_label": loss_label(run.train)}, test.get("ci") or {})
 
 
 def folder_signature(root: str | Path | None = None) -> tuple:

@@ -1,5 +1,12 @@
-"""The stakeholder run card: a one-page Markdown summary of a finished run (data, matrix, loss,
-test metrics with 95% intervals, tiered confusion, place on the frontier), and the same as HTML."""
+"""The stakeholder run card: one page on a finished run for people who will not open the app.
+
+A headline box (CER with the cases it rests on and its 95% interval, F1-macro, how many cases the
+referral rule decides), the error tiers and the run's place among comparable runs (same dataset,
+same test split) as charts, the default risk-calibrated decision with the matrix it used, and the
+training recipe with the matrix its loss used (none for a loss that takes no matrix). Every figure
+names its decision rule and its number of cases. As Markdown (charts as tables) and as one
+self-contained HTML page that prints on A4 (``@media print``).
+"""
 
 from __future__ import annotations
 
@@ -11,107 +18,235 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from rcl.confusion import confusion_view, tier_totals
-from rcl.listing import front_flags, run_ci, run_row, with_ci
+from rcl.card_charts import frontier_svg, tier_bars_svg
+from rcl.comparison import comparable, with_splits
+from rcl.confusion import confusion_view, missed_malignant, tier_totals
+from rcl.decision_scale import scaled_matrix
+from rcl.listing import run_ci, run_row, with_ci
+from rcl.loss_registry import loss_spec
 from rcl.runs import Run, loss_label
-from rcl.text import DISCLAIMER, ci_text, num, pct
+from rcl.selection import SELECTION_RULES
+from rcl.severity import cost_matrix
+from rcl.text import (
+    DISCLAIMER,
+    ci_text,
+    count_of,
+    decision_rule,
+    initialisation,
+    num,
+    pct,
+    plural,
+    rate_with_count,
+)
+
+
+def comparable_rows(run: Run, runs: Iterable[Run] | None) -> list[dict]:
+    """The run and the finished ``runs`` tested on the same images (same dataset and test split
+    fingerprint), each a ``run_row`` with ``on_front``; only the run itself when none compares."""
+    me = with_splits([run_row(run)])[0]
+    others = [] if runs is None or me["split"] is None else [r for r in runs if r.finished and r.path != run.path]
+    rows = [me, *with_splits([run_row(r) for r in others])]
+    return comparable(rows, {"dataset": str(me["dataset"]), "split": me["split"]})
 
 
 def frontier_position(run: Run, runs: Iterable[Run] | None) -> str:
-    """Where the run sits among ``runs`` of the same dataset on the (CER, F1) front, in words."""
+    """Where the run sits among the runs tested on the same images, in words."""
     if runs is None:
         return "not compared (no other runs given)"
-    me = run_row(run)
-    rows = [run_row(r) for r in runs if r.finished and r.path != run.path]
-    rows = [r for r in rows if r["dataset"] == me["dataset"]]
-    if not rows:
-        return "the only finished run on this dataset"
-    everything = [me, *rows]
-    flags = front_flags(everything)
+    rows = comparable_rows(run, runs)
+    me = next((r for r in rows if r["id"] == run.id), None)
+    if me is None:
+        return "not compared: the run stored no test sample ids"
+    if len(rows) == 1:
+        return "the only finished run tested on these images"
     if me["cer"] is None:
-        return "not placed: CER undefined (no malignant test sample)"
-    if flags[0]:
-        return f"on the Pareto front of {len(everything)} runs on {me['dataset']} (no run is both safer and more accurate)"
-    better = [r["label"] for r in rows
-              if r["cer"] is not None and r["cer"] <= me["cer"] and r["f1_macro"] >= me["f1_macro"]]
-    return (f"dominated among {len(everything)} runs on {me['dataset']}: "
+        return "not placed: CER undefined (no malignant test case)"
+    if me["on_front"]:
+        return (f"on the Pareto front of {plural(len(rows), 'run')} tested on the same {me['n_test']} images "
+                "(no other run is both safer and more accurate)")
+    better = [r["label"] for r in rows if r["id"] != run.id and r["cer"] is not None
+              and r["cer"] <= me["cer"] and r["f1_macro"] >= me["f1_macro"]]
+    return (f"dominated among {plural(len(rows), 'run')} tested on the same {me['n_test']} images: "
             f"{', '.join(better[:3])}{' …' if len(better) > 3 else ''} is both at least as safe and as accurate")
 
 
-def run_card_markdown(run: Run, runs: Iterable[Run] | None = None) -> str:
-    """A one-page Markdown summary of a finished run for stakeholders."""
+def _matrix_table(values, classes) -> list[str]:
+    values = np.asarray(values, dtype=float)
+    lines = ["| true \\ predicted | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    return lines + [f"| **{name}** | " + " | ".join(f"{v:g}" for v in values[i]) + " |" for i, name in enumerate(classes)]
+
+
+def _headline(run: Run, row: dict) -> list[str]:
+    test, taxonomy = run.metrics.get("test", {}), run.taxonomy
+    lines = ["## Headline", "", f"Test split, {decision_rule('argmax')}.", ""]
+    if test.get("confusion") and row["cer"] is not None:
+        missed, malignant = missed_malignant(test["confusion"], taxonomy)
+        lines.append(f"- **Critical Error Rate** (malignant called benign; lower is safer): "
+                     f"**{ci_text(row['cer'], row['cer_low'], row['cer_high'], pct)}**: "
+                     f"{count_of(missed, malignant)} malignant cases missed")
+    else:
+        lines.append("- **Critical Error Rate**: not defined (no malignant test case)")
+    lines += [f"- **F1-macro** (balance over all {taxonomy.num_classes} classes; higher is better): "
+              f"**{ci_text(row['f1_macro'], row['f1_low'], row['f1_high'], num)}**"]
+    referral = run.metrics.get("referral", {}).get("test")
+    if referral:
+        lines.append(f"- **Coverage**: {rate_with_count(referral['coverage'], referral['n_accepted'], referral['n'], 'cases decided automatically')}; "
+                     f"{plural(referral['n_referred'], 'case')} referred to a clinician; CER on the decided "
+                     f"cases {pct(referral['cer_accepted'])}")
+    else:
+        lines.append("- **Coverage**: no referral rule (the validation split could not support one): every "
+                     "case is decided automatically")
+    lines += [f"- {plural(test.get('n', 0), 'test image')} · accuracy {pct(test.get('accuracy'))} · malignancy "
+              f"sensitivity {pct(test.get('sensitivity'))}, specificity {pct(test.get('specificity'))}", ""]
+    return lines
+
+
+def _decision(run: Run) -> list[str]:
+    decision = run.metrics.get("decision", {})
+    if not decision.get("test"):
+        return []
+    result, scale = decision["test"], float(decision.get("scale", 1.0))
+    missed, malignant = missed_malignant(result["confusion"], run.taxonomy)
+    how = ("the matrix as trained" if scale == 1.0 else
+           f"the matrix's extra costs scaled by {scale:g}, tuned on validation, because the loss already carries them")
+    lines = ["## Risk-calibrated decision", "", f"The run's default decision: {decision_rule('bayes')}.", "",
+             f"- Decides with {how}; the same {plural(result['n'], 'test image')}",
+             f"- CER {rate_with_count(result['cer'], missed, malignant, 'malignant cases missed')} · F1-macro "
+             f"{num(result['f1_macro'])} · accuracy {pct(result['accuracy'])}", "",
+             "**Decision matrix** (the cost of each answer used by this decision; a correct answer costs 0):", ""]
+    return lines + _matrix_table(cost_matrix(scaled_matrix(run.matrix.values, scale)), run.taxonomy.classes) + [""]
+
+
+def _training(run: Run) -> list[str]:
+    t, m = run.train, run.metrics
+    rule = SELECTION_RULES.get(t.get("select", "f1"), t.get("select", "f1"))
+    lines = ["## Training", "",
+             f"- Model `{t['model']}`, {t['image_size']} px images, {initialisation(t)}",
+             f"- {m.get('epochs_run', '?')} of {plural(t['epochs'], 'epoch')}; the weights kept are those of epoch "
+             f"{m.get('selected_epoch', '?')}, chosen by {rule}; seed {t['seed']}",
+             f"- Loss: `{loss_label(t)}`",
+             f"- Run id `{run.id}`, created {run.config.get('created', 'n/a')}", ""]
+    if loss_spec(t["loss"]).takes_matrix:
+        lines += ["**Training matrix** (how much the loss penalised each mistake while learning):", ""]
+        lines += _matrix_table(run.matrix.values, run.taxonomy.classes) + [""]
+    else:
+        lines += [f"The `{t['loss']}` loss uses no severity matrix: every mistake weighed the same in training.", ""]
+    return lines
+
+
+def _data(run: Run, row: dict) -> list[str]:
+    dataset, taxonomy = run.config.get("dataset", {}), run.taxonomy
+    sizes = ", ".join(f"{k} {v}" for k, v in dataset.get("sizes", {}).items())
+    return ["## Data", "",
+            f"- Dataset: **{row['dataset']}**{' (synthetic images)' if row['synthetic'] else ''}",
+            f"- Images per split: {sizes or 'not recorded'}",
+            f"- Classes: {', '.join(taxonomy.classes)}",
+            f"- Malignant (critical): {', '.join(taxonomy.malignant)}; benign: {', '.join(taxonomy.benign)}", ""]
+
+
+def _confusion(run: Run) -> list[str]:
+    test, taxonomy = run.metrics.get("test", {}), run.taxonomy
+    if not test.get("confusion"):
+        return []
+    view = confusion_view(test["confusion"], taxonomy)
+    marks = {0: "", 1: "", 2: " (I)", 3: " (**II**)"}
+    lines = ["## Confusion matrix", "",
+             f"Test split, {decision_rule('argmax')}. Counts; (I) false alarm, (**II**) fatal miss; n = the true "
+             "class's test images.", "",
+             "| true \\ predicted | n | " + " | ".join(taxonomy.classes) + " |",
+             "|---|---|" + "---|" * taxonomy.num_classes]
+    for i, name in enumerate(taxonomy.classes):
+        cells = [f"{view['counts'][i, j]}{marks[int(view['tiers'][i, j])] if view['counts'][i, j] else ''}"
+                 for j in range(taxonomy.num_classes)]
+        lines.append(f"| **{name}** | {int(view['counts'][i].sum())} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def card_sections(run: Run, runs: Iterable[Run] | None = None) -> list[dict]:
+    """The card as sections: ``md`` (Markdown), ``svg`` (a chart for HTML, or ``None``), ``box``
+    (drawn as the headline box in HTML) and ``chart_replaces_table`` (HTML shows the chart instead
+    of the section's Markdown table)."""
     if not run.finished:
         raise ValueError(f"run {run.id} is not finished: no metrics to report yet")
-    t, m, taxonomy = run.train, run.metrics, run.taxonomy
-    test = m.get("test", {})
+    test = run.metrics.get("test", {})
     row = run_row(run)
-    # No predictions stored: the card shows the metrics without intervals.
-    with contextlib.suppress(ValueError, ImportError, OSError, KeyError):
+    with contextlib.suppress(ValueError, ImportError, OSError, KeyError):  # no predictions: no intervals
         row = with_ci(row, run_ci(run))
-    dataset = run.config.get("dataset", {})
-    matrix = np.asarray(run.config["matrix"], dtype=float)
-    lines = [f"# Run card: {run.label}", "",
-             f"> {DISCLAIMER}", ""]
+    top = [f"# Run card: {run.label}", "", f"> {DISCLAIMER}", ""]
     if row["synthetic"]:
-        lines += ["> **Trained on SYNTHETIC images.** These numbers say nothing about real patients.", ""]
-    lines += [
-        "## Data", "",
-        f"- Dataset: **{row['dataset']}** (layout {dataset.get('layout', 'n/a')})",
-        f"- Split sizes: {', '.join(f'{k} {v}' for k, v in dataset.get('sizes', {}).items()) or 'n/a'}",
-        f"- Classes: {', '.join(taxonomy.classes)}",
-        f"- Malignant (critical): {', '.join(taxonomy.malignant)}; benign: {', '.join(taxonomy.benign)}",
-        "",
-        "## Training", "",
-        f"- Model: `{t['model']}`, {t['image_size']} px, {m.get('epochs_run', '?')} of {t['epochs']} epochs "
-        f"(selected epoch {m.get('selected_epoch', '?')}, rule `{t.get('select', 'f1')}`), seed {t['seed']}",
-        f"- Loss: `{loss_label(t)}`",
-        f"- Run id: `{run.id}`, created {run.config.get('created', 'n/a')}",
-        "",
-        "## Severity matrix M[true, predicted]", "",
-        "| true \\ predicted | " + " | ".join(taxonomy.classes) + " |",
-        "|---|" + "---|" * taxonomy.num_classes,
-    ]
-    for i, name in enumerate(taxonomy.classes):
-        lines.append(f"| **{name}** | " + " | ".join(f"{v:g}" for v in matrix[i]) + " |")
-    lines += [
-        "", "## Test metrics", "",
-        f"- Critical Error Rate (malignant called benign; lower is safer): "
-        f"**{ci_text(row['cer'], row['cer_low'], row['cer_high'], pct)}**"
-        + ("" if row["cer"] is not None else " (no malignant test case)"),
-        f"- F1-macro: **{ci_text(row['f1_macro'], row['f1_low'], row['f1_high'], num)}**",
-        f"- Accuracy: {pct(test.get('accuracy'))}",
-        f"- Malignancy sensitivity: {pct(test.get('sensitivity'))}; specificity: {pct(test.get('specificity'))}",
-        f"- Test images: {test.get('n', 'n/a')}",
-        "", "## Error tiers (test)", "",
-        "| tier | count |", "|---|---|",
-    ]
-    lines += [f"| {t_['tier']} | {t_['count']} |" for t_ in tier_totals(test.get("tiers", {}))]
-    if test.get("confusion"):
-        view = confusion_view(test["confusion"], taxonomy)
-        marks = {0: "", 1: "", 2: " (I)", 3: " (**II**)"}
-        lines += ["", "## Confusion matrix (test; (I) false alarm, (**II**) fatal miss)", "",
-                  "| true \\ predicted | " + " | ".join(taxonomy.classes) + " |",
-                  "|---|" + "---|" * taxonomy.num_classes]
-        for i, name in enumerate(taxonomy.classes):
-            cells = [f"{view['counts'][i, j]}{marks[int(view['tiers'][i, j])] if view['counts'][i, j] else ''}"
-                     for j in range(taxonomy.num_classes)]
-            lines.append(f"| **{name}** | " + " | ".join(cells) + " |")
-    lines += ["", "## Position on the safety-accuracy frontier", "", f"- {frontier_position(run, runs)}", "",
-              f"_Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by rcl._", ""]
-    return "\n".join(lines)
+        top += ["> **Trained and tested on synthetic images**: these numbers say nothing about real patients.", ""]
+    tiers = tier_totals(test.get("tiers", {}))
+    tier_caption = f"Error tiers: {plural(test.get('n', 0), 'test image')}, {decision_rule('argmax').split(' (')[0]}"
+    tier_md = ["## Error tiers", "", f"{tier_caption}.", "", "| tier | count |", "|---|---|",
+               *(f"| {t['tier']} | {t['count']} |" for t in tiers), ""]
+    rows = comparable_rows(run, runs) if runs is not None else []
+    position = ["## Place among comparable runs", "", "Runs on the same dataset and the same test images, each at "
+                "its argmax decision.", "",
+                f"- {frontier_position(run, runs)}", ""]
+    frontier_chart = None
+    if len(rows) > 1:
+        position += ["| run | CER | F1-macro | on the front |", "|---|---|---|---|",
+                     *(f"| {r['label']}{' (this run)' if r['id'] == run.id else ''} | {pct(r['cer'])} | "
+                       f"{num(r['f1_macro'])} | {'yes' if r['on_front'] else 'no'} |" for r in rows), ""]
+        frontier_chart = frontier_svg(rows, run.id, f"Safety against accuracy: {plural(len(rows), 'run')} on "
+                                                    f"the same {row['n_test']} test images")
+    stamp = [f"_Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by rcl._", ""]
+    return [{"md": "\n".join(top), "svg": None, "box": False},
+            {"md": "\n".join(_headline(run, row)), "svg": None, "box": True},
+            {"md": "\n".join(tier_md), "svg": tier_bars_svg(tiers, tier_caption), "box": False,
+             "chart_replaces_table": True},
+            {"md": "\n".join(position), "svg": frontier_chart, "box": False},
+            {"md": "\n".join(_decision(run)), "svg": None, "box": False},
+            {"md": "\n".join(_confusion(run)), "svg": None, "box": False},
+            {"md": "\n".join(_training(run)), "svg": None, "box": False},
+            {"md": "\n".join(_data(run, row) + stamp), "svg": None, "box": False}]
+
+
+def sections_markdown(sections: list[dict]) -> str:
+    """``card_sections`` as one Markdown text (the charts as their tables)."""
+    return "\n".join(s["md"] for s in sections if s["md"])
+
+
+def beside_chart(section: dict) -> str:
+    """A section's Markdown to show next to its chart: without the table the chart replaces."""
+    if not section.get("chart_replaces_table"):
+        return section["md"]
+    return "\n".join(line for line in section["md"].splitlines() if not line.startswith("|"))
+
+
+def sections_html(sections: list[dict], title: str) -> str:
+    """``card_sections`` as one self-contained HTML page (inline SVG charts, print CSS)."""
+    parts = []
+    for section in sections:
+        if section["md"]:
+            body = _markdown_to_html(beside_chart(section)) + (section["svg"] or "")
+            parts.append(f"<section{' class=headline' if section['box'] else ''}>{body}</section>")
+    return ("<!doctype html><html><head><meta charset='utf-8'>"
+            f"<title>Run card: {html.escape(title)}</title><style>{PRINT_CSS}</style></head>"
+            f"<body>{''.join(parts)}</body></html>")
+
+
+def run_card_markdown(run: Run, runs: Iterable[Run] | None = None) -> str:
+    """The card as Markdown (the charts as their tables)."""
+    return sections_markdown(card_sections(run, runs))
+
+
+PRINT_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:880px;margin:2em auto;line-height:1.45;color:#222}"
+    "table{border-collapse:collapse;margin:.4em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+    "td:first-child,th:first-child{text-align:left}blockquote{border-left:4px solid #D55E00;margin:.5em 0;"
+    "padding:4px 12px;background:#fff4ec}code{background:#f3f3f3;padding:0 3px}"
+    ".headline{border:2px solid #0072B2;border-radius:6px;padding:2px 16px;background:#f2f8fc}"
+    "section{margin:1em 0}svg{display:block;margin:.6em 0;max-width:100%;height:auto}"
+    "@page{size:A4;margin:14mm}"
+    "@media print{body{max-width:none;margin:0;font-size:10.5pt}section,table,svg{break-inside:avoid}"
+    ".headline{-webkit-print-color-adjust:exact;print-color-adjust:exact}}"
+)
 
 
 def run_card_html(run: Run, runs: Iterable[Run] | None = None) -> str:
-    """The same card as a self-contained HTML page (no external assets)."""
-    markdown = run_card_markdown(run, runs)
-    body = _markdown_to_html(markdown)
-    return ("<!doctype html><html><head><meta charset='utf-8'>"
-            f"<title>Run card: {html.escape(run.label)}</title><style>"
-            "body{font-family:system-ui,sans-serif;max-width:860px;margin:2em auto;line-height:1.45;color:#222}"
-            "table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
-            "td:first-child,th:first-child{text-align:left}blockquote{border-left:4px solid #D55E00;"
-            "margin:0;padding:4px 12px;background:#fff4ec}code{background:#f3f3f3;padding:0 3px}"
-            f"</style></head><body>{body}</body></html>")
+    """The same card as one self-contained HTML page (no external asset; prints on A4)."""
+    return sections_html(card_sections(run, runs), run.label)
 
 
 def _inline(text: str) -> str:
@@ -156,4 +291,5 @@ def _markdown_to_html(markdown: str) -> str:
     return "\n".join(out)
 
 
-__all__ = ["frontier_position", "run_card_html", "run_card_markdown"]
+__all__ = ["PRINT_CSS", "beside_chart", "card_sections", "comparable_rows", "frontier_position", "run_card_html", "run_card_markdown",
+           "sections_html", "sections_markdown"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,58 @@ def decision_warnings(values, taxonomy: Taxonomy) -> list[str]:
                 f"image: it can never answer {names}"]
     return [f"under this severity matrix the risk-calibrated decision can never answer {names} (some "
             "other answer always costs less or the same): check the cells of those columns"]
+
+
+def penalty_warnings(values, taxonomy: Taxonomy) -> list[str]:
+    """Warnings for costs that are valid but turn the decision against its purpose.
+
+    The false-alarm cost α and the miss cost β are read from the cells (the smallest over-call and
+    under-call cell, so a per-cell matrix is judged by its cheapest mistake of each kind): β = 0 (a
+    miss is free: CER can reach 100%), β < 1 (a miss costs less than a confusion inside a
+    superclass), β < α (a miss costs less than a false alarm), α = 0 (a false alarm is free:
+    benign cases may all be called malignant). Then the classes the decision can never answer.
+    """
+    array = validate_matrix(values, taxonomy)
+    s = np.asarray(taxonomy.superclass)
+    over, under = s[None, :] > s[:, None], s[None, :] < s[:, None]
+    alpha = float(array[over].min()) if over.any() else None
+    beta = float(array[under].min()) if under.any() else None
+    out = []
+    if beta == 0:
+        out.append("β = 0: a miss costs nothing, so the decision may call every malignant case benign "
+                   "(CER up to 100%); give a miss a cost of at least 1")
+    elif beta is not None and beta < 1:
+        out.append(f"β = {beta:g} < 1: a miss costs less than a confusion between two benign (or two "
+                   "malignant) classes; a miss is normally the costliest mistake")
+    if beta is not None and alpha is not None and beta < alpha:
+        out.append(f"β = {beta:g} < α = {alpha:g}: a miss costs less than a false alarm, so the decision "
+                   "leans towards benign answers and misses more malignant cases")
+    if alpha == 0:
+        out.append("α = 0: a false alarm costs nothing, so the decision may call every benign case "
+                   "malignant (accuracy collapses); give a false alarm a cost above 0")
+    return out + decision_warnings(array, taxonomy)
+
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+
+
+def parse_cells(cells, taxonomy: Taxonomy) -> np.ndarray:
+    """A K × K table of typed cell texts as numbers, each read exactly as typed (``"1e9"`` is
+    10⁹, ``"2.5"`` is 2.5) or refused naming the cell: no thousands separators, commas or words."""
+    rows = [list(row) for row in cells]
+    k = taxonomy.num_classes
+    if len(rows) != k or any(len(row) != k for row in rows):
+        raise ValueError(f"severity matrix must be {k} × {k} for {', '.join(taxonomy.classes)}")
+    values = np.empty((k, k))
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            text = "" if cell is None else str(cell).strip()
+            if not _NUMBER.fullmatch(text):
+                raise ValueError(
+                    f"cell [true={taxonomy.classes[i]}, predicted={taxonomy.classes[j]}] reads {text!r}: type a "
+                    "plain number such as 2, 2.5 or 1e3 (a point for decimals, no commas or spaces)")
+            values[i, j] = float(text)
+    return validate_matrix(values, taxonomy)
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,6 +21,14 @@ TIER_LABELS = {
 }
 """Display label of each error tier key of :data:`rcl.metrics.TIERS`."""
 
+DECISION_RULES = {
+    "argmax": "argmax decision (the model's most probable class)",
+    "bayes": "Bayes minimum-risk decision under the severity matrix (the answer of lowest expected cost)",
+    "default": "the run's default decision (Bayes minimum-risk, scale tuned on validation when the loss "
+               "already carries the costs)",
+}
+"""How each decision rule is named next to a figure it produced."""
+
 
 def pct(value: float | None, digits: int = 1) -> str:
     """A rate in [0, 1] as a percentage: ``0.1234`` → ``"12.3%"``; ``None`` → ``"n/a"``."""
@@ -45,6 +53,32 @@ def signed(delta: float | None, digits: int = 3) -> str:
 def count_of(part: int, whole: int) -> str:
     """``"22 of 44"``: how many cases a figure rests on."""
     return f"{int(part)} of {int(whole)}"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 run"``, ``"3 runs"``: a count with its noun in the right number."""
+    return f"{int(n)} {word if int(n) == 1 else (many or word + 's')}"
+
+
+def rate_with_count(value: float | None, part: int, whole: int, what: str) -> str:
+    """A rate beside the cases it rests on: ``"50.0% (22 of 44 malignant cases missed)"``."""
+    return f"{pct(value)} ({count_of(part, whole)} {what})"
+
+
+def decision_rule(key: str) -> str:
+    """The words for a decision rule key of :data:`DECISION_RULES` (a ``ValueError`` names the keys)."""
+    if key not in DECISION_RULES:
+        raise ValueError(f"decision rule must be one of {', '.join(DECISION_RULES)}, got {key!r}")
+    return DECISION_RULES[key]
+
+
+def initialisation(train: dict) -> str:
+    """Where a run's weights started, in words, from its ``train`` config."""
+    if train.get("weights"):
+        return "started from the weights file given"
+    if train.get("pretrained"):
+        return "started from ImageNet weights"
+    return "trained from scratch, no ImageNet weights"
 
 
 def ci_text(value: float | None, low: float | None, high: float | None,
@@ -72,5 +106,6 @@ def matrix_caption(matrix) -> str:
     return f"custom per-cell matrix on {matrix.taxonomy.name}"
 
 
-__all__ = ["DISCLAIMER", "MISSING", "TIER_LABELS", "count_of", "matrix_caption", "num", "pct", "penalties",
-           "points", "signed", "ci_text"]
+__all__ = ["DECISION_RULES", "DISCLAIMER", "MISSING", "TIER_LABELS", "ci_text", "count_of", "decision_rule",
+           "initialisation", "matrix_caption", "num", "pct", "penalties", "plural", "points", "rate_with_count",
+           "signed"]

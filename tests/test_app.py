@@ -247,7 +247,8 @@ def edit_cell(at, row: int, column: str, value) -> None:
     at.session_state[key] = {"edited_rows": {row: {column: value}}, "added_rows": [], "deleted_rows": []}
 
 
-@pytest.mark.parametrize("value, message", [(-1.0, "finite number >= 0"), (None, "nan")])
+@pytest.mark.parametrize("value, message", [(-1.0, "finite number >= 0"), (None, "type a plain number"),
+                                            ("1,5", "reads '1,5'")])
 def test_matrix_invalid_cell_shows_error(with_runs, value, message):
     at = app("matrix").run()
     edit_cell(at, 0, "NV", value)
@@ -255,6 +256,56 @@ def test_matrix_invalid_cell_shows_error(with_runs, value, message):
     no_exception(at)
     errors = " ".join(e.value for e in at.error)
     assert "cannot be used" in errors and message in errors.lower(), errors
+    assert "Train and Triage are blocked" in errors
+    save = next(b for b in at.get("download_button") if b.proto.label == "Save matrix (JSON)")
+    assert save.proto.disabled and "Save is off" in texts(at)
+    assert all(t.get("type") != "heatmap" for f in figures(at) for t in f["data"])
+    train = app("train")
+    train.session_state["matrix_problem"] = at.session_state["matrix_problem"]
+    train.run()
+    assert any("Training is blocked" in e.value and "Severity matrix" in e.value for e in train.error)
+
+
+def test_matrix_cell_typed_1e9_is_one_billion(with_runs):
+    at = app("matrix").run()
+    edit_cell(at, 0, "NV", "1e9")
+    at.run()
+    no_exception(at)
+    assert at.session_state["matrix"].values[0, 1] == 1e9
+
+
+def test_matrix_warns_of_dangerous_penalties_and_shows_decision_costs(with_runs):
+    at = app("matrix").run()
+    heatmap = next(t for t in figures(at)[0]["data"] if t.get("type") == "heatmap")
+    z = np.asarray(array(heatmap["z"]), dtype=float).reshape(7, 7)
+    assert np.diag(z).tolist() == [0.0] * 7  # a correct answer costs nothing
+    assert z[0, 1] == 20.0  # MEL called NV: β
+    assert all("β" not in w.value for w in at.warning)
+    at.slider(key="beta_slider").set_value(0.0).run()
+    warnings = " ".join(w.value for w in at.warning)
+    assert "β = 0: a miss costs nothing" in warnings and "less than a false alarm" in warnings
+    at.slider(key="beta_slider").set_value(20.0)
+    at.slider(key="alpha_slider").set_value(0.0).run()
+    assert "α = 0: a false alarm costs nothing" in " ".join(w.value for w in at.warning)
+
+
+def test_matrix_is_kept_in_the_url_and_restored_by_a_new_session(with_runs):
+    at = app("matrix").run()
+    at.slider(key="alpha_slider").set_value(3.0)
+    at.slider(key="beta_slider").set_value(30.0).run()
+    no_exception(at)
+    assert at.query_params["alpha"] == "3" and at.query_params["beta"] == "30"
+    edit_cell(at, 0, "NV", "44")
+    at.run()
+    kept = dict(at.query_params)
+    assert json.loads(kept["cells"])[0][1] == 44
+    fresh = app("matrix")  # a refresh: a new session with the same URL
+    for key, value in kept.items():
+        fresh.query_params[key] = value
+    fresh.run()
+    no_exception(fresh)
+    assert fresh.slider(key="alpha_slider").value == 3.0 and fresh.slider(key="beta_slider").value == 30.0
+    assert fresh.session_state["matrix"].values[0, 1] == 44.0
 
 
 def test_matrix_cell_edit_is_kept_for_other_pages(with_runs):
@@ -427,7 +478,8 @@ def test_train_weights_upload_is_saved_and_passed(monkeypatch):
 
 @pytest.fixture
 def pareto_home(trained, tmp_path, monkeypatch) -> dict:
-    """The tiny runs, plus a run on another dataset and an unfinished one: neither may be drawn."""
+    """The tiny runs (ce and rcl share a test split, focal has another), plus a run on another
+    dataset and an unfinished one: only the shared split's two runs may be drawn together."""
     home = tmp_path / "pareto_home"
     shutil.copytree(trained["home"], home)
     other = home / "run-8-other"
@@ -439,32 +491,56 @@ def pareto_home(trained, tmp_path, monkeypatch) -> dict:
     (home / "run-9-unfinished" / "metrics.json").unlink()
     monkeypatch.setenv("RCL_HOME", str(home))
     monkeypatch.setenv("RCL_MODELS", str(trained["models"]))
-    return {"home": home, "expected": {p.name for p in trained["runs"]}}
+    return {"home": home, "expected": {run_id(trained, "ce"), run_id(trained, "rcl")}}
 
 
-def test_pareto_draws_exactly_the_datasets_runs_and_its_csv_holds_them(pareto_home, downloads):
-    at = app("pareto").run()
-    dataset = rcl.load_run(pareto_home["home"] / "run-0-ce").summary()["dataset"]
-    assert at.selectbox(key="pareto_dataset").options == sorted(["other_data", dataset])
-    at.selectbox(key="pareto_dataset").set_value(dataset).run()
-    no_exception(at)
-    runs = {name: rcl.load_run(pareto_home["home"] / name).metrics["test"] for name in pareto_home["expected"]}
+def drawn_runs(at) -> dict[str, tuple[float, float, str]]:
+    """run id -> (CER, F1, legend name) of every run point the Pareto page drew."""
     points = {}
     for trace in figures(at)[0]["data"]:
-        if trace.get("mode") == "markers" and trace.get("customdata"):
+        if trace.get("mode") == "markers" and trace.get("customdata") and trace["name"] != "Bayes re-decision":
             for x, y, data in zip(array(trace["x"]), array(trace["y"]), trace["customdata"]):
-                points[data[2]] = (x, y)
-    assert set(points) == pareto_home["expected"]
-    for name, (x, y) in points.items():
-        assert x == pytest.approx(runs[name]["cer"]) and y == pytest.approx(runs[name]["f1_macro"])
-    assert f"3 runs on {dataset}" in texts(at)
+                if len(data) == 5:
+                    points[data[2]] = (x, y, trace["name"])
+    return points
 
-    csv = pd.read_csv(io.BytesIO(downloads[f"pareto_{dataset}.csv"]))
+
+def test_pareto_draws_only_runs_of_one_test_split_and_its_csv_holds_them(pareto_home, downloads):
+    at = app("pareto").run()
+    no_exception(at)
+    first = rcl.load_run(pareto_home["home"] / "run-0-ce")
+    dataset, split = first.summary()["dataset"], rcl.split_fingerprint(first.path)
+    assert rcl.split_fingerprint(pareto_home["home"] / "run-1-focal") != split
+    options = at.selectbox(key="pareto_group").options
+    assert len(options) == 3  # other_data, the shared split (2 runs), focal's split
+    assert at.selectbox(key="pareto_group").value == f"{dataset}:{split}"  # the largest group first
+    runs = {name: rcl.load_run(pareto_home["home"] / name) for name in pareto_home["expected"]}
+    points = drawn_runs(at)
+    assert set(points) == pareto_home["expected"]
+    for name, (x, y, legend) in points.items():
+        test = runs[name].metrics["test"]
+        assert x == pytest.approx(test["cer"]) and y == pytest.approx(test["f1_macro"])
+        assert legend == runs[name].label  # the legend names the run
+    assert f"2 runs on {dataset} · " in texts(at) and "Not shown, because tested on other images" in texts(at)
+    layout = figures(at)[0]["layout"]
+    for x, y, _ in points.values():
+        assert layout["xaxis"]["range"][0] < x < layout["xaxis"]["range"][1]
+        assert layout["yaxis"]["range"][0] < y < layout["yaxis"]["range"][1]
+    table = at.dataframe[0].value
+    assert set(table["id"]) == pareto_home["expected"]
+    assert all(v.endswith("%") for v in table["CER"])  # % on the axis, % in the table
+
+    csv = pd.read_csv(io.BytesIO(downloads[f"pareto_{dataset}_{split}.csv"]))
     assert set(csv["id"]) == pareto_home["expected"]
     for row in csv.itertuples():
-        assert row.cer == pytest.approx(runs[row.id]["cer"]) and row.f1_macro == pytest.approx(runs[row.id]["f1_macro"])
+        test = runs[row.id].metrics["test"]
+        assert row.cer == pytest.approx(test["cer"]) and row.f1_macro == pytest.approx(test["f1_macro"])
     rows = [{"cer": r.cer, "f1_macro": r.f1_macro} for r in csv.itertuples()]
     assert csv["on_front"].tolist() == rcl.front_flags(rows)
+
+    at.selectbox(key="pareto_group").set_value(f"{dataset}:{rcl.split_fingerprint(pareto_home['home'] / 'run-1-focal')}")
+    at.run()
+    assert set(drawn_runs(at)) == {"run-1-focal"} and "1 run on" in texts(at)
 
 
 def test_pareto_paper_and_decision_layers(with_runs):
@@ -473,14 +549,17 @@ def test_pareto_paper_and_decision_layers(with_runs):
     at.toggle(key="pareto_rules").set_value(True).run()
     no_exception(at)
     assert not at.error, [e.value for e in at.error]
-    traces = {t["name"]: t for t in figures(at)[0]["data"]}
+    figure = figures(at)[0]
+    traces = {t["name"]: t for t in figure["data"]}
     paper = traces["paper (published, other data)"]
     assert len(array(paper["x"])) == len(rcl.PAPER_RESULTS)
     assert sorted(array(paper["x"])) == pytest.approx(sorted(r["cer"] for r in rcl.PAPER_RESULTS))
     variants = traces["Bayes re-decision"]
-    expected = [p for p in rcl.decision_frontier([rcl.load_run(p) for p in with_runs["runs"]])
-                if p["decision"] != "argmax"]
+    shown = [rcl.load_run(with_runs["home"] / run_id(with_runs, loss)) for loss in ("ce", "rcl")]  # one split
+    expected = [p for p in rcl.decision_frontier(shown) if p["decision"] != "argmax"]
     assert len(array(variants["x"])) == len(expected)
+    low, high = figure["layout"]["xaxis"]["range"]
+    assert low < min(p["cer"] for p in expected) and high > max(p["cer"] for p in expected)  # never clipped
 
 
 def confusion_texts(at) -> list[list[str]]:
@@ -498,18 +577,34 @@ def test_confusion_toggle_switches_counts_to_row_shares(with_runs):
     assert confusion_texts(at) == [[rcl.pct(v, 0) for v in row] for row in shares]
     tiers = rcl.load_run(with_runs["home"] / run_id(with_runs, "ce")).metrics["test"]["tiers"]
     assert f"Type II (fatal miss): **{tiers['type_2']}**" in texts(at)
+    heatmap = next(t for t in figures(at)[0]["data"] if t.get("text"))
+    classes = rcl.preset("isic2018").classes
+    assert list(heatmap["y"]) == [f"{c} (n={n})" for c, n in zip(classes, counts.sum(axis=1))]  # per-class n
+    assert rcl.decision_rule("argmax") in texts(at)
 
 
 def test_run_card_page_shows_and_downloads_the_card(with_runs, downloads):
     at = open_on("card", with_runs, "rcl")
     no_exception(at)
     run = rcl.load_run(with_runs["home"] / run_id(with_runs, "rcl"))
-    shown = next(m.value for m in at.markdown if m.value.startswith("# Run card"))
-    assert downloads[f"run_card_{run.id}.md"].decode().rstrip() == shown.rstrip()
-    assert "- Loss: `rcl α=5 β=20`" in shown
-    assert f"Test images: {run.metrics['test']['n']}" in shown
-    assert f"Accuracy: {rcl.pct(run.metrics['test']['accuracy'])}" in shown
+    shown = "\n".join(m.value for m in at.markdown if m.value.startswith("#"))
+    download = downloads[f"run_card_{run.id}.md"].decode()
+    assert download.startswith(shown.split("\n", 1)[0])
+    assert "- Loss: `rcl α=5 β=20`" in shown and "**Training matrix**" in shown
+    test = run.metrics["test"]
+    missed, malignant = rcl.missed_malignant(test["confusion"], run.taxonomy)
+    assert f"{missed} of {malignant} malignant cases missed" in shown
+    assert f"{test['n']} test images · accuracy {rcl.pct(test['accuracy'])}" in shown
     assert downloads[f"run_card_{run.id}.html"].decode().startswith("<!doctype html>")
+    assert "<svg" in downloads[f"run_card_{run.id}.html"].decode()
+
+
+def test_run_card_of_a_ce_run_has_no_training_matrix(with_runs):
+    at = open_on("card", with_runs, "ce")
+    no_exception(at)
+    shown = "\n".join(m.value for m in at.markdown)
+    assert "Training matrix" not in shown and "uses no severity matrix" in shown
+    assert "layout" not in shown and "rule `f1`" not in shown
 
 
 def test_train_page_names_the_current_matrix(with_runs):

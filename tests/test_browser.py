@@ -9,14 +9,12 @@ no page shows a Streamlit exception box.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, make_runs, png_bytes, settle, streamlit_app
-
-PAGES = {"home": "", "severity_matrix": "Severity_matrix", "train": "Train", "pareto_frontier": "Pareto_frontier",
-         "confusion": "Confusion", "triage": "Triage", "run_card": "Run_card"}
+from helpers import CHROMIUM, CHROMIUM_ARGS, PAGES, ROOT, make_runs, png_bytes, settle, streamlit_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]
 
@@ -79,10 +77,18 @@ def test_every_page_renders_without_exception(server, browser, shots):
     page.close()
 
 
+def pick_run(page, label: str) -> None:
+    """Choose a run in the sidebar's run picker by its name."""
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=re.compile(re.escape(label))).first.click()
+    settle(page)
+
+
 def test_slider_moves_live_figures(server, browser, shots):
     page = browser.new_page(viewport={"width": 1400, "height": 1600})
     page.goto(f"{server['url']}/Severity_matrix")
     settle(page)
+    pick_run(page, "tiny-ce")  # the app tests show β moves this run's CER
     page.wait_for_selector('[data-testid="stMetricValue"]', timeout=60_000)
     metrics_before = page.locator('[data-testid="stMetricValue"]').all_inner_texts()
     assert metrics_before, "the re-decided metrics are missing"
@@ -229,4 +235,43 @@ def test_a_refresh_keeps_the_selected_run(server, browser, shots):
     settle(page)
     assert sidebar_run(page) == chosen and "run=" in page.url
     snap(page, "confusion_after_refresh", shots)
+
+
+def test_pareto_shows_only_runs_of_one_test_split(server, browser, shots):
+    import rcl
+
+    runs = {p.name: rcl.load_run(p) for p in server["home"].iterdir() if (p / "metrics.json").is_file()}
+    split = rcl.split_fingerprint(runs["run-0-ce"].path)
+    same = {r.label for r in runs.values() if rcl.split_fingerprint(r.path) == split}
+    other = {r.label for r in runs.values()} - same
+    assert len(same) == 2 and other  # the tiny runs: ce and rcl share a split, focal has its own
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server['url']}/Pareto_frontier")
+    settle(page)
+    page.locator(".legendtext").first.wait_for(timeout=60_000)
+    legend = set(page.locator(".legendtext").evaluate_all("els => els.map(e => e.textContent)"))
+    snap(page, "pareto_one_split", shots)
+    assert same <= legend and not (other & legend), legend
+    assert_no_exception(page, "pareto")
+    page.close()
+
+
+def test_a_refresh_keeps_alpha_and_beta(server, browser, shots):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server['url']}/Severity_matrix")
+    settle(page)
+    sliders = page.locator('[data-testid="stSlider"] input[type="range"]')
+    for index, key in ((1, "End"), (0, "Home")):  # β = 50, then α = 0
+        sliders.nth(index).focus()
+        page.keyboard.press(key)
+        page.wait_for_timeout(300)
+        settle(page)
+    assert "alpha=0" in page.url and "beta=50" in page.url, page.url
+    page.reload()
+    settle(page)
+    sliders = page.locator('[data-testid="stSlider"] input[type="range"]')
+    assert float(sliders.nth(0).input_value()) == 0 and float(sliders.nth(1).input_value()) == 50
+    assert page.get_by_text("α = 0: a false alarm costs nothing").count() == 1
+    snap(page, "severity_after_refresh", shots)
+    assert_no_exception(page, "severity after refresh")
     page.close()

@@ -116,7 +116,7 @@ def test_run_card_markdown_and_html(tmp_path):
     a = load_run(fake_run(tmp_path, "a", flip=0.1, ci=True))
     b = load_run(fake_run(tmp_path, "b", loss="rcl", seed=3, flip=0.5))
     card = run_card.run_card_markdown(a, [a, b])
-    for needle in ("# Run card", "Research tool", "SYNTHETIC", "Severity matrix", "| **MEL** |",
+    for needle in ("# Run card", "Research tool", "synthetic images", "Confusion matrix", "| **MEL** |",
                    "Critical Error Rate", "95% CI 10.0% – 30.0%", "Type II (fatal miss)", "Pareto front"):
         assert needle in card, needle
     html = run_card.run_card_html(a, [a, b])

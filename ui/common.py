@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from pathlib import Path
 
@@ -13,19 +14,13 @@ from ui.state import get_param, set_param
 
 DEFAULT_TAXONOMY = "isic2018"  # the synthetic default data set's classes
 
-# Okabe-Ito, colour-blind safe: correct, visual ambiguity, Type I, Type II.
-TIER_COLOURS = {
-    "correct": "#009E73",
-    "visual_ambiguity": "#56B4E9",
-    "type_1": "#E69F00",
-    "type_2": "#D55E00",
-}
+TIER_COLOURS = rcl.TIER_COLOURS  # Okabe-Ito, colour-blind safe; the run card's charts use the same
 LOSS_COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 
 log = logging.getLogger("rcl.app")
 
 
-def page(title: str, icon: str = "⚕️") -> None:
+def page(title: str, icon: str = ":material/health_and_safety:") -> None:
     """Page config and title; every page starts with this."""
     with contextlib.suppress(st.errors.StreamlitAPIException):
         st.set_page_config(page_title=f"{title} · RCL explorer", page_icon=icon, layout="wide")
@@ -33,7 +28,7 @@ def page(title: str, icon: str = "⚕️") -> None:
 
 
 def disclaimer() -> None:
-    st.caption(f"⚠️ {rcl.DISCLAIMER}")
+    st.caption(f":material/warning: {rcl.DISCLAIMER}")
 
 
 @contextlib.contextmanager
@@ -108,7 +103,9 @@ def run_picker(label: str = "Run", key: str = "run_picker", sidebar: bool = True
     ids = [r["id"] for r in rows]
     labels = {r["id"]: f"{r['label']} · {r['dataset']} · {r['id'][:15]}" for r in rows}
     current = selected_run_id(ids)
-    choice = where.selectbox(label, ids, index=ids.index(current), format_func=labels.get, key=key)
+    choice = where.selectbox(label, ids, index=ids.index(current), format_func=labels.get, key=key,
+                             help="The run every page shows; its full name is written below.")
+    where.caption(labels[choice])  # the full name, wrapped: the box above cuts long names
     select_run(choice)
     path = next(r["path"] for r in rows if r["id"] == choice)
     try:
@@ -116,6 +113,17 @@ def run_picker(label: str = "Run", key: str = "run_picker", sidebar: bool = True
     except ValueError as exc:
         st.error(f"run {choice} cannot be read: {exc}")
         return None
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _split_rows_cached(root: str, signature: tuple) -> list[dict]:
+    return rcl.with_splits(rcl.run_rows(root))
+
+
+def split_rows() -> list[dict]:
+    """``finished_rows`` with each run's test split fingerprint (what makes runs comparable)."""
+    root = rcl.home()
+    return _split_rows_cached(str(root), rcl.folder_signature(root))
 
 
 def no_runs_message(what: str = "this page") -> None:
@@ -135,18 +143,64 @@ def default_taxonomy() -> rcl.Taxonomy:
 
 def current_taxonomy() -> rcl.Taxonomy:
     taxonomy = st.session_state.get("taxonomy")
-    return taxonomy if isinstance(taxonomy, rcl.Taxonomy) else default_taxonomy()
+    if isinstance(taxonomy, rcl.Taxonomy):
+        return taxonomy
+    name = get_param("taxonomy", None)
+    return rcl.PRESETS[name] if name in rcl.PRESETS else default_taxonomy()
+
+
+def _matrix_from_url(taxonomy: rcl.Taxonomy) -> rcl.SeverityMatrix | None:
+    """The matrix the URL keeps (α, β and edited cells), for a new session after a refresh."""
+    alpha, beta = get_param("alpha", None, float), get_param("beta", None, float)
+    cells = get_param("cells", None, json.loads)
+    if alpha is None and beta is None and cells is None:
+        return None
+    alpha = rcl.SeverityMatrix.from_penalties(taxonomy).alpha if alpha is None else alpha
+    beta = rcl.SeverityMatrix.from_penalties(taxonomy).beta if beta is None else beta
+    try:
+        base = rcl.SeverityMatrix.from_penalties(taxonomy, alpha, beta)
+        return base if cells is None else base.with_values(cells)
+    except (ValueError, TypeError):  # a hand-edited URL: ignore it
+        return None
 
 
 def current_matrix(taxonomy: rcl.Taxonomy | None = None) -> rcl.SeverityMatrix:
-    """The matrix set on the Severity matrix page (the paper's proposed one until then), for
-    ``taxonomy`` when given (see :meth:`rcl.SeverityMatrix.for_taxonomy`)."""
+    """The matrix set on the Severity matrix page (kept in the URL, so a refresh keeps it; the
+    paper's proposed one until then), for ``taxonomy`` when given (see
+    :meth:`rcl.SeverityMatrix.for_taxonomy`)."""
     matrix = st.session_state.get("matrix")
     if not isinstance(matrix, rcl.SeverityMatrix):
-        matrix = rcl.SeverityMatrix.from_penalties(current_taxonomy())
+        matrix = _matrix_from_url(current_taxonomy()) or rcl.SeverityMatrix.from_penalties(current_taxonomy())
+        st.session_state["matrix"] = matrix
+    else:
+        remember_matrix(matrix)  # the URL is cleared on a page switch: write it back
     return matrix if taxonomy is None else matrix.for_taxonomy(taxonomy)
+
+
+def remember_matrix(matrix: rcl.SeverityMatrix) -> None:
+    """Keep α, β and (when edited) the cells in the URL."""
+    set_param("taxonomy", matrix.taxonomy.name if matrix.taxonomy.name in rcl.PRESETS else None)
+    set_param("alpha", matrix.alpha, "{:g}".format)
+    set_param("beta", matrix.beta, "{:g}".format)
+    set_param("cells", None if matrix.is_standard else json.dumps(matrix.values.tolist()))
 
 
 def set_matrix(matrix: rcl.SeverityMatrix) -> None:
     st.session_state["matrix"] = matrix
     st.session_state["taxonomy"] = matrix.taxonomy
+    st.session_state.pop("matrix_problem", None)
+    remember_matrix(matrix)
+
+
+def set_matrix_problem(reason: str) -> None:
+    """The matrix being edited is invalid: Train and Triage refuse to run until it is fixed."""
+    st.session_state["matrix_problem"] = reason
+
+
+def require_valid_matrix(what: str) -> None:
+    """Stop the page with a visible reason while the Severity page's matrix is invalid."""
+    reason = st.session_state.get("matrix_problem")
+    if reason:
+        st.error(f"{what} is blocked: the matrix on the **Severity matrix** page cannot be used ({reason}). "
+                 "Fix it there; until then nothing runs with the last valid matrix.")
+        st.stop()
