@@ -353,7 +353,7 @@ def test_matrix_notes_cost_sensitive_training(with_runs):
     assert any("the run's default decision" in c.value for c in at.caption)
     assert metric_values(at)["CER"] == rcl.pct(run.metrics["decision"]["test"]["cer"])
     at.toggle(key="matrix_redecide_anyway").set_value(True).run()
-    assert any("Bayes minimum-risk under this matrix" in c.value for c in at.caption)
+    assert any(rcl.decision_rule("bayes") in c.value for c in at.caption)
 
 
 def test_triage_upload_real_image(with_runs):
@@ -362,7 +362,9 @@ def test_triage_upload_real_image(with_runs):
     at.file_uploader(key="triage_upload").set_value(("lesion.png", lesion, "image/png")).run()
     no_exception(at)
     values = metric_values(at)
-    assert set(values) >= {"P(malignant)", "Answer"}
+    assert "Answer" in values and ({"P(malignant)", "P(malignant) (untrusted)"} & set(values))
+    if "P(malignant) (untrusted)" in values:  # the tiny test runs may find it unfamiliar: then no class
+        assert values["Answer"] == "refer: unfamiliar image"
     assert values["Answer"] in {*rcl.preset("isic2018").classes, "refer: uncertain", "refer: unfamiliar image"}
     assert any("SYNTHETIC" in w.value for w in at.warning)
     assert len(at.get("imgs")) >= 1 or len(at.get("image")) >= 1
@@ -636,9 +638,11 @@ def test_pareto_plots_answered_case_cer_against_coverage(with_runs):
     cover = [f for f in figures(at) if "coverage" in f["layout"].get("xaxis", {}).get("title", {}).get("text", "")]
     assert len(cover) == 1
     trace = cover[0]["data"][0]
-    stored = {rcl.load_run(p).summary()["label"]: rcl.load_run(p).metrics["abstention"] for p in with_runs["runs"]}
+    runs = [rcl.load_run(p) for p in with_runs["runs"]]
+    shown_split = rcl.split_fingerprint(next(r for r in runs if r.summary()["label"] == "tiny-ce").path)
+    stored = {r.summary()["label"]: r.metrics["abstention"] for r in runs if rcl.split_fingerprint(r.path) == shown_split}
     drawn = dict(zip(trace["text"], zip(array(trace["x"]), array(trace["y"]))))
-    assert set(drawn) == set(stored)
+    assert set(drawn) == set(stored) == {"tiny-ce", "tiny-rcl"}  # the runs of the split chosen, as on the frontier
     for label, (coverage, cer) in drawn.items():
         assert coverage == pytest.approx(stored[label]["coverage"]["value"])
         expected = stored[label]["cer_answered"]["value"]

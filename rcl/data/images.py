@@ -18,6 +18,8 @@ import os
 import stat
 import uuid
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,9 +202,14 @@ def cache_images(table: DatasetTable, image_size: int, indices=None,
         if workers > 1 and count > PARALLEL_ABOVE:
             # forkserver, not fork: the app and the trainer are multi-threaded (torch, Streamlit),
             # and forking a threaded process can deadlock; the server starts clean once.
+            # A pool whose workers cannot start (a broken environment) must not hang the run: the
+            # executor reports a dead worker, and decoding goes on in this process.
             context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-            with context.Pool(workers) as pool:
-                results = pool.map(_decode_into, jobs, chunksize=1)
+            try:
+                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                    results = list(pool.map(_decode_into, jobs))
+            except BrokenProcessPool:
+                results = [_decode_into(job) for job in jobs]
         else:
             results = [_decode_into(job) for job in jobs]
         for result in results:
