@@ -22,16 +22,6 @@ from rcl.errors import explain as explain_error
 from rcl.metrics import TIERS, Evaluation, evaluate, pareto_front
 from rcl.paper import PAPER_RESULTS
 from rcl.paths import home, models_dir, save_weights_file
-from rcl.posthoc.guarantee import (
-    DEFAULT_REFER_ABOVE,
-    GUARANTEE_MODES,
-    GuaranteedRule,
-    apply_guarantee,
-    fit_guarantee,
-    load_guarantee,
-    save_guarantee,
-)
-from rcl.posthoc.guarantee_report import guarantee_for_run, guarantee_pool, guarantee_report, resplit_check
 from rcl.referral import ReferralRule, apply_referral, fit_referral, referral_report
 from rcl.severity import SeverityMatrix, cost_matrix, parse_cells, penalty_warnings, severity_matrix
 from rcl.taxonomy import PRESETS, Taxonomy, preset
@@ -59,6 +49,12 @@ __version__ = "0.1.0"
 # ``triage_image`` here; the job functions read ``submit_jobs``, ``cancel_jobs`` and ``job_*``
 # (``rcl.jobs.view``'s ``fraction``, ``status_text``, ``table_row``, ``failure_reason``).
 _LAZY = {
+    # the guarantee is post-hoc analysis: loaded on first use, so light commands never load rcl.posthoc
+    **{name: ("rcl.posthoc.guarantee", name) for name in ("DEFAULT_REFER_ABOVE", "GUARANTEE_MODES", "GuaranteedRule",
+                                                         "apply_guarantee", "fit_guarantee", "load_guarantee",
+                                                         "save_guarantee")},
+    **{name: ("rcl.posthoc.guarantee_report", name) for name in ("guarantee_for_run", "guarantee_pool",
+                                                                "guarantee_report", "resplit_check")},
     **{name: ("rcl.runs", name) for name in ("LoadedModel", "Run", "load_model", "load_run")},
     **{name: ("rcl.listing", name) for name in ("abstention_rows", "decision_frontier", "exported_models", "folder_signature",
                                                 "front_flags", "run_ci", "run_rows", "with_ci")},
@@ -105,9 +101,6 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DEFAULT_REFER_ABOVE",
-    "GUARANTEE_MODES",
-    "GuaranteedRule",
     "Answer",
     "DECISION_RULES",
     "DISCLAIMER",
@@ -120,7 +113,6 @@ __all__ = [
     "ReferralRule",
     "SeverityMatrix",
     "Taxonomy",
-    "apply_guarantee",
     "abstention_report",
     "default_decision_name",
     "default_matrix",
@@ -137,14 +129,9 @@ __all__ = [
     "evaluate",
     "expected_calibration_error",
     "expected_costs",
-    "fit_guarantee",
     "fit_referral",
     "fit_temperature",
     "frontier",
-    "guarantee_for_run",
-    "guarantee_pool",
-    "guarantee_report",
-    "load_guarantee",
     "home",
     "initialisation",
     "matrix_caption",
@@ -161,10 +148,8 @@ __all__ = [
     "rate_with_count",
     "redecide",
     "referral_report",
-    "resplit_check",
     "save_weights_file",
     "reliability_diagram",
-    "save_guarantee",
     "scaled_matrix",
     "severity_matrix",
     "signed",

@@ -12,7 +12,7 @@ import numpy as np
 
 from rcl.config import TrainConfig
 from rcl.data.layouts import SYNTHETIC
-from rcl.data.synthetic import CLASSES, generate
+from rcl.data.synthetic import CLASSES, IMAGE_SIZE, generate
 
 EXAMPLE_SEED = 2024  # not the training seed: the examples are new draws, not training images
 EXAMPLE_POOL = 700  # draws to choose the examples from (at least 15 of each class)
@@ -25,13 +25,14 @@ def demo_config() -> TrainConfig:
 
 
 def example_images(image_size: int | None = None, seed: int = EXAMPLE_SEED) -> dict[str, np.ndarray]:
-    """One typical synthetic image per class, ``(S, S, 3)`` uint8, at the demo's image size by default.
+    """One typical synthetic image per class, ``(S, S, 3)`` uint8, drawn like the bundled set (at
+    its size, :data:`IMAGE_SIZE`), so a model resizes it exactly as it resized its training images.
 
     Typical: of :data:`EXAMPLE_POOL` fresh draws, the one of each class nearest its class's mean
     in an 8 × 8 colour thumbnail, so an example is neither a look-alike of another class nor an
     outlier of its own.
     """
-    size = demo_config().image_size if image_size is None else image_size
+    size = IMAGE_SIZE if image_size is None else image_size
     images, labels = generate(n=EXAMPLE_POOL, image_size=size, seed=seed)
     step = size // 8
     thumbs = images[:, : step * 8, : step * 8].reshape(len(images), 8, step, 8, step, 3).mean(axis=(2, 4))

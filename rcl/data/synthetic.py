@@ -54,6 +54,9 @@ OVERLAP = {"MEL": ("NV", 0.45), "NV": ("MEL", 0.10), "BCC": ("BKL", 0.30), "AKIE
 _CHUNK = 64
 
 
+# The bundled set is drawn at this size; a run resizes it to its own image size when it reads it.
+IMAGE_SIZE = 64
+
 def class_counts(n: int) -> np.ndarray:
     """Images per class for a set of ``n``: ISIC-like shares, but at least MIN_PER_CLASS each when
     ``n`` allows (largest-remainder rounding; NV absorbs the difference)."""
@@ -205,7 +208,7 @@ def _sample_params(rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
     return params.astype(np.float32)
 
 
-def generate(n: int = 3000, image_size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def generate(n: int = 3000, image_size: int = IMAGE_SIZE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``n`` synthetic lesion images (n, S, S, 3) uint8 and their labels (n,) int64 in the
     ``isic2018`` class order. Deterministic for ``(n, image_size, seed)``."""
     if not isinstance(image_size, int) or image_size < 8:
@@ -220,7 +223,7 @@ def generate(n: int = 3000, image_size: int = 64, seed: int = 0) -> tuple[np.nda
     return images, labels
 
 
-def default_root(n: int = 3000, image_size: int = 64, seed: int = 0) -> Path:
+def default_root(n: int = 3000, image_size: int = IMAGE_SIZE, seed: int = 0) -> Path:
     return paths.cache_dir() / f"synthetic-v{GENERATOR_VERSION}-n{n}-s{image_size}-seed{seed}"
 
 
@@ -237,7 +240,7 @@ def _note(n: int, image_size: int, seed: int, counts: np.ndarray) -> str:
     )
 
 
-def materialize(root: Path | None = None, n: int = 3000, image_size: int = 64, seed: int = 0) -> Path:
+def materialize(root: Path | None = None, n: int = 3000, image_size: int = IMAGE_SIZE, seed: int = 0) -> Path:
     """Write the synthetic set as a class-per-folder PNG tree (``<root>/<CLASS>/<CLASS>_00001.png``)
     with a ``SYNTHETIC.md`` note, and return ``root``.
 

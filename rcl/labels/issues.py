@@ -98,7 +98,7 @@ def out_of_fold(config: TrainConfig, folds: int = 3, callback: Callable[[dict], 
         fit = np.setdiff1d(np.arange(train.size), held)
         fold_data = replace(data, splits={"train": train[fit], "val": train[held], "test": train[:0]})
         counts = np.bincount(data.labels[train[fit]], minlength=taxonomy.num_classes).tolist()
-        loss_fn = build_loss(config, taxonomy, matrix, counts).to(device)
+        loss_fn = build_loss(config, matrix, counts).to(device)
         torch.manual_seed(config.seed * 100 + fold)
         model = make_model(config.model, taxonomy.num_classes, pretrained=config.pretrained,
                            weights=config.weights, image_size=config.image_size).to(device)
