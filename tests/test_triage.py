@@ -52,12 +52,14 @@ def test_gate_passes_every_synthetic_image_and_the_examples():
     assert [image_gate(rcl.read_image(p.read_bytes())) for p in ASSETS] == [None] * 7
 
 
-def test_bundled_examples_are_the_demo_generator_at_the_demo_size():
+def test_bundled_examples_are_drawn_like_the_bundled_set():
+    from rcl.data.synthetic import IMAGE_SIZE
+
     examples = rcl.example_images()
     assert [p.stem.removeprefix("synthetic_") for p in ASSETS] == sorted(examples)
     for path in ASSETS:
         stored = np.asarray(Image.open(path).convert("RGB"))
-        assert stored.shape == (rcl.demo_config().image_size,) * 2 + (3,)
+        assert stored.shape == (IMAGE_SIZE, IMAGE_SIZE, 3)  # resized by a model as its training images were
         np.testing.assert_array_equal(stored, examples[path.stem.removeprefix("synthetic_")])
 
 
