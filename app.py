@@ -75,10 +75,12 @@ def home() -> None:
     st.markdown(
         "- **Severity matrix**: set α, β or single cells; see the selected run re-decided live.\n"
         "- **Train**: launch training or the paper's ablation grid in the background; watch progress.\n"
-        "- **Pareto frontier**: every run as (CER, F1) with confidence intervals, the frontier and the paper's points.\n"
+        "- **Pareto frontier**: the runs tested on the same images as (CER, F1) with confidence intervals, the frontier and the paper's points.\n"
         "- **Confusion**: the confusion matrix coloured by error tier; the fatal misses.\n"
-        "- **Triage**: one image → probabilities, the risk-calibrated decision, a referral flag and Grad-CAM.\n"
-        "- **Run card**: a Markdown/HTML summary of a run for stakeholders."
+        "- **Triage**: one image → one answer (a class, or a referral that names no class), the probabilities and Grad-CAM.\n"
+        "- **Run card**: a Markdown/HTML summary of a run for stakeholders.\n"
+        "- **Guarantee**: a threshold with a guaranteed miss rate (at most X% of malignant cases called "
+        "benign, with a stated confidence), and what it costs in false alarms and referrals."
     )
     disclaimer()
 
@@ -126,6 +128,7 @@ PAGES = [
     st.Page("pages/4_Confusion.py", title="Confusion", icon=":material/grid_on:", url_path="Confusion"),
     st.Page("pages/5_Triage.py", title="Triage", icon=":material/search:", url_path="Triage"),
     st.Page("pages/6_Run_card.py", title="Run card", icon=":material/description:", url_path="Run_card"),
+    st.Page("pages/7_Guarantee.py", title="Guarantee", icon=":material/verified_user:", url_path="Guarantee"),
 ]
 
 st.navigation(PAGES).run()
