@@ -17,7 +17,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 UPLOAD_TYPES = ["jpg", "jpeg", "png", "bmp", "tif", "tiff"]
 
 page("Triage")
-st.warning(f"⚠️ {rcl.DISCLAIMER}")
+st.warning(rcl.DISCLAIMER, icon=":material/warning:")
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=4)
@@ -46,9 +46,9 @@ if loaded is None:
 dataset = loaded.card.get("dataset", {})
 trained_on = dataset.get("name") or "unknown data"
 if loaded.synthetic:
-    st.warning(f"### ⚠️ This model was trained on SYNTHETIC images ({trained_on}).\n"
+    st.warning("### This model was trained on SYNTHETIC images\n"
                "Its output on a real photograph or dermoscopy image means **nothing**. Use it only to see how "
-               "the tool works.")
+               "the tool works.", icon=":material/warning:")
 else:
     st.caption(f"Trained on **{trained_on}** · {loaded.architecture} · {loaded.image_size} px · "
                f"classes {', '.join(loaded.taxonomy.classes)}")
@@ -101,9 +101,11 @@ with left:
 answer = result.answer
 with right:
     if result.unfamiliar:
-        st.error(f"🩺 **Refer: unfamiliar image.** {answer.reason.capitalize()}. No class is given as the answer.")
+        st.error(f"**Refer: unfamiliar image.** {answer.reason.capitalize()}. No class is given as the answer.",
+                 icon=":material/stethoscope:")
     elif answer.referred:
-        st.warning(f"🩺 **Refer: uncertain.** {answer.reason}. No class is given as the answer.")
+        st.warning(f"**Refer: uncertain.** {answer.reason}. No class is given as the answer.",
+                   icon=":material/stethoscope:")
     else:
         st.success(f"**Answer: {answer.label}**, decided by {answer.reason}. Not referred under "
                    f"{result.referral_rule}.")
