@@ -29,8 +29,9 @@ from torch import nn
 from rcl import paths
 from rcl.config import TrainConfig
 from rcl.data import ImageArrayDataset
+from rcl.engine import load_run_data
 from rcl.metrics import evaluate
-from rcl.train import load_run_data, run_training
+from rcl.train import run_training
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "ham10000"
