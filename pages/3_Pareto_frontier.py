@@ -6,15 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import rcl
-from ui.common import LOSS_COLOURS, disclaimer, get_run, guard, no_runs_message, page, split_rows
+from ui.charts import coverage_figure, frontier_figure
+from ui.common import disclaimer, get_run, guard, no_runs_message, page, split_rows
 
 MAX_BOOTSTRAP = 60  # runs without stored CIs get one computed (and cached) up to this many per view
 MAX_DECISION_RUNS = 40  # decision-rule variants: predictions of at most this many runs are re-decided
-MAX_LEGEND_RUNS = 30  # up to this many runs the legend names each run; past it, each loss
 
 page("Pareto frontier")
 st.write("Each point is a finished run: **CER** on x (malignant cases called benign; lower is safer) and "
@@ -87,42 +86,9 @@ if len(missing) > MAX_BOOTSTRAP:
 frame = pd.DataFrame(view)
 numeric = ["cer", "cer_low", "cer_high", "f1_macro", "f1_low", "f1_high", "accuracy"]
 frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
-losses = sorted(frame["loss"].astype(str).unique())
-colour = {loss: LOSS_COLOURS[n % len(LOSS_COLOURS)] for n, loss in enumerate(losses)}
 xs, ys = list(frame["cer"]) + list(frame["cer_low"]) + list(frame["cer_high"]), \
     list(frame["f1_macro"]) + list(frame["f1_low"]) + list(frame["f1_high"])
-
-
-def error_bar(points: pd.DataFrame, col: str) -> dict:
-    low, high = points[f"{col.split('_')[0]}_low"], points[f"{col.split('_')[0]}_high"]
-    return {"type": "data", "symmetric": False, "thickness": 1, "width": 2,
-            "array": (high - points[col]).where(high.notna()).fillna(0).tolist(),
-            "arrayminus": (points[col] - low).where(low.notna()).fillna(0).tolist()}
-
-
-frame["missed"] = [("" if pd.isna(m) else f" ({rcl.count_of(t, m)} missed)") for t, m in
-                   zip(frame["type_2"].fillna(0), frame["malignant"])]
-# One legend entry per run (its name); past MAX_LEGEND_RUNS one per loss, the run named on hover.
-per_run = len(frame) <= MAX_LEGEND_RUNS
-traces = ([(str(points["label"].iloc[0]), points) for _, points in frame.groupby("id", sort=False)] if per_run
-          else [(str(loss), points) for loss, points in frame.groupby("loss", sort=True)])
-fig = go.Figure()
-for name, points in traces:
-    loss = str(points["loss"].iloc[0])
-    fig.add_scatter(
-        x=points["cer"], y=points["f1_macro"], mode="markers", name=name, legendgroup=loss,
-        legendgrouptitle_text=loss if per_run else None,
-        marker={"size": 10, "color": colour[loss], "symbol": ["circle" if f else "circle-open" for f in points["on_front"]],
-                "line": {"width": 1.5}},
-        error_x=error_bar(points, "cer"), error_y=error_bar(points, "f1_macro"),
-        customdata=points[["label", "config", "id", "model", "missed"]].to_numpy(),
-        hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>CER %{x:.1%}%{customdata[4]} · "
-                      "F1 %{y:.3f}<br>%{customdata[2]}<extra></extra>",
-    )
-front = frame[frame["on_front"]].sort_values("cer")
-if len(front):
-    fig.add_scatter(x=front["cer"], y=front["f1_macro"], mode="lines", name="Pareto frontier",
-                    line={"color": "#000000", "dash": "dash", "shape": "hv"}, hoverinfo="skip")
+fig, per_run = frontier_figure(frame)
 
 if show_rules:
     keys = tuple((r["path"], mtime(r["path"])) for r in view[:MAX_DECISION_RUNS])
@@ -179,16 +145,7 @@ referral = pd.DataFrame([r for r in rcl.abstention_rows() if r["id"] in shown])
 if referral.empty:
     st.caption("No run here has figures with referral (runs trained before they were recorded).")
 else:
-    cover = go.Figure(go.Scatter(
-        x=referral["coverage"], y=referral["cer_answered"], mode="markers", text=referral["label"],
-        error_x={"type": "data", "symmetric": False, "array": referral["coverage_high"] - referral["coverage"],
-                 "arrayminus": referral["coverage"] - referral["coverage_low"]},
-        error_y={"type": "data", "symmetric": False, "array": referral["cer_answered_high"] - referral["cer_answered"],
-                 "arrayminus": referral["cer_answered"] - referral["cer_answered_low"]},
-        hovertemplate="%{text}<br>coverage %{x:.1%} · answered CER %{y:.1%}<extra></extra>"))
-    cover.update_layout(xaxis_title="coverage (share answered, higher is more useful)",
-                        yaxis_title="CER on answered cases (lower is safer)", xaxis_tickformat=".0%",
-                        yaxis_tickformat=".0%", height=420, margin={"t": 20, "b": 10, "l": 10, "r": 10})
+    cover = coverage_figure(referral)
     st.plotly_chart(cover, width="stretch")
     st.caption(f"{len(referral)} runs, each answering its test split ({int(referral['n'].min())}–"
                f"{int(referral['n'].max())} cases) with its default decision, its referral band and its "

@@ -157,7 +157,8 @@ class TrainConfig:
         for name, low in (("epochs", 1), ("batch_size", 1), ("image_size", 16)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+                either = f" or {AUTO!r}" if name in DEVICE_DEFAULTS["cpu"] else ""
+                raise ValueError(f"{name} must be a whole number >= {low}{either}, got {value!r}")
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
         if self.select not in SELECTION_RULES:

@@ -1,0 +1,64 @@
+"""Plotly figures of the Pareto page: layout only; every number comes from ``rcl`` rows."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+import rcl
+from ui.common import LOSS_COLOURS
+
+MAX_LEGEND_RUNS = 30  # up to this many runs the legend names each run; past it, each loss
+
+
+def error_bar(points: pd.DataFrame, value: str, low: str, high: str) -> dict:
+    """Asymmetric error bars from interval columns (a missing bound draws no bar)."""
+    lows, highs = points[low], points[high]
+    return {"type": "data", "symmetric": False, "thickness": 1, "width": 2,
+            "array": (highs - points[value]).where(highs.notna()).fillna(0).tolist(),
+            "arrayminus": (points[value] - lows).where(lows.notna()).fillna(0).tolist()}
+
+
+def frontier_figure(frame: pd.DataFrame) -> tuple[go.Figure, bool]:
+    """The runs as (CER, F1) points with their intervals and the frontier; also whether the legend
+    names each run (else each loss, the run named on hover)."""
+    losses = sorted(frame["loss"].astype(str).unique())
+    colour = {loss: LOSS_COLOURS[n % len(LOSS_COLOURS)] for n, loss in enumerate(losses)}
+    missed = [("" if pd.isna(m) else f" ({rcl.count_of(t, m)} missed)")
+              for t, m in zip(frame["type_2"].fillna(0), frame["malignant"])]
+    frame = frame.assign(missed=missed)
+    per_run = len(frame) <= MAX_LEGEND_RUNS
+    traces = ([(str(points["label"].iloc[0]), points) for _, points in frame.groupby("id", sort=False)] if per_run
+              else [(str(loss), points) for loss, points in frame.groupby("loss", sort=True)])
+    fig = go.Figure()
+    for name, points in traces:
+        loss = str(points["loss"].iloc[0])
+        fig.add_scatter(
+            x=points["cer"], y=points["f1_macro"], mode="markers", name=name, legendgroup=loss,
+            legendgrouptitle_text=loss if per_run else None,
+            marker={"size": 10, "color": colour[loss], "line": {"width": 1.5},
+                    "symbol": ["circle" if f else "circle-open" for f in points["on_front"]]},
+            error_x=error_bar(points, "cer", "cer_low", "cer_high"),
+            error_y=error_bar(points, "f1_macro", "f1_low", "f1_high"),
+            customdata=points[["label", "config", "id", "model", "missed"]].to_numpy(),
+            hovertemplate="<b>%{customdata[0]}</b><br>%{customdata[1]}<br>CER %{x:.1%}%{customdata[4]} · "
+                          "F1 %{y:.3f}<br>%{customdata[2]}<extra></extra>",
+        )
+    front = frame[frame["on_front"]].sort_values("cer")
+    if len(front):
+        fig.add_scatter(x=front["cer"], y=front["f1_macro"], mode="lines", name="Pareto frontier",
+                        line={"color": "#000000", "dash": "dash", "shape": "hv"}, hoverinfo="skip")
+    return fig, per_run
+
+
+def coverage_figure(referral: pd.DataFrame) -> go.Figure:
+    """Answered-case CER against coverage, one point per run, with their intervals."""
+    fig = go.Figure(go.Scatter(
+        x=referral["coverage"], y=referral["cer_answered"], mode="markers", text=referral["label"],
+        error_x=error_bar(referral, "coverage", "coverage_low", "coverage_high"),
+        error_y=error_bar(referral, "cer_answered", "cer_answered_low", "cer_answered_high"),
+        hovertemplate="%{text}<br>coverage %{x:.1%} · answered CER %{y:.1%}<extra></extra>"))
+    fig.update_layout(xaxis_title="coverage (share answered, higher is more useful)",
+                      yaxis_title="CER on answered cases (lower is safer)", xaxis_tickformat=".0%",
+                      yaxis_tickformat=".0%", height=420, margin={"t": 20, "b": 10, "l": 10, "r": 10})
+    return fig
