@@ -49,6 +49,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 PAPER_SETTING = ("ISIC 2018", "ResNet-50")
 
 
+def trained_on(runs: Path) -> str:
+    """The devices (and precision) the finished runs trained on, from their config.json."""
+    found = set()
+    for config in runs.glob("*/config.json"):
+        saved = json.loads(config.read_text())
+        found.add(f"{saved.get('device', '?')} ({saved.get('precision', '?')})")
+    return ", ".join(sorted(found)) or "?"
+
+
 def headline(summary) -> str:
     rows = summary.set_index("method")
     if not {"Focal", "RCL-Proposed"} <= set(rows.index):
@@ -130,7 +139,7 @@ def frontier_section(rows: list[dict], plot_path: Path) -> str:
                          f"(CER {b['cer']:.1%}, F1 {b['f1']:.3f}).")
     goal = stats[(stats["cer"] <= TARGET_CER) & (stats["f1"] >= 0.55)]
     goal_text = (f"Goal (CER ≤ 8% at F1-macro ≥ 0.55): met by {len(goal)} combination(s)." if len(goal) else
-                 "Goal (CER ≤ 8% at F1-macro ≥ 0.55): not met by any combination in this CPU setting; the "
+                 "Goal (CER ≤ 8% at F1-macro ≥ 0.55): not met by any combination in this setting; the "
                  "Pareto rows above are the best trade-offs reached.")
     plot_frontier(stats, plot_path)
     return "\n".join([*lines, "", goal_text, "", f"![Pareto frontier]({plot_path.name})", "",
@@ -223,18 +232,31 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--recipe", default=None,
+                        help="a JSON file of TrainConfig fields over the defaults (e.g. cpu_recipe.py --best's output)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu or cuda")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process (with --jobs)")
     parser.add_argument("--summarise-only", action="store_true",
                         help="train nothing: write the tables from the runs finished so far")
     args = parser.parse_args()
 
     if not Path(args.data).is_dir():
         raise SystemExit(f"HAM10000 not found at {args.data}: pass --data (see ../shared/data/README.md)")
-    chosen = {k: v for k, v in (("model", args.model), ("image_size", args.image_size), ("epochs", args.epochs),
-                                ("lr", args.lr)) if v is not None}
-    base = TrainConfig(data=args.data, preset="isic2018", patience=None, select="f1", **chosen).check()
+    recipe = json.loads(Path(args.recipe).read_text()) if args.recipe else {}
+    recipe.pop("recipe", None)  # cpu_recipe.py --best names the recipe beside its fields
+    chosen = {**recipe, **{k: v for k, v in (("model", args.model), ("image_size", args.image_size),
+                                             ("epochs", args.epochs), ("lr", args.lr)) if v is not None}}
+    base = TrainConfig(data=args.data, preset="isic2018", patience=None, select="f1", device=args.device,
+                       **chosen).check()
     runs = (Path(args.runs) if args.runs else
             paths.home() / f"bench-ham10000-{base.model}-{base.image_size}px-{base.epochs}ep")
-    result = run_ablation(ablation_configs(base, range(args.seeds)), runs, train=not args.summarise_only)
+    configs = ablation_configs(base, range(args.seeds))
+    if args.jobs > 1 and not args.summarise_only:
+        from parallel import train_all
+
+        train_all(configs, runs, args.jobs, args.threads)
+    result = run_ablation(configs, runs, train=not args.summarise_only)
     summary = result["summary"]
 
     paper_table = ["| method | paper CER (%) | paper F1-macro |", "|---|---|---|"]
@@ -244,10 +266,11 @@ def main() -> None:
         "# HAM10000 (ISIC 2018 Task 3) ablation",
         "",
         f"Produced by `benchmarks/ham10000.py`: {base.model} from scratch (no ImageNet weights) at {base.image_size} px, "
-        f"{base.epochs} epochs, AdamW lr {base.lr:g}, batch {base.batch_size}, cosine schedule, augmentation "
-        f"{base.augment}, {args.seeds} seeds requested, lesion-grouped 70/15/15 split, "
-        "checkpoint chosen by validation F1, CPU. Test-split figures, mean ± std over the seeds finished "
-        "(the seeds column; std is 0 for one seed).",
+        f"{base.epochs} epochs, AdamW lr {base.lr:g} (weight decay {base.weight_decay:g}), batch {base.batch_size}, "
+        f"cosine schedule, augmentation {base.augment}, weight average {base.ema or 'none'}, {args.seeds} seeds "
+        f"requested, lesion-grouped 70/15/15 split, checkpoint chosen by validation F1, trained on "
+        f"{trained_on(runs)}. Test-split figures, mean ± std over the seeds finished (the seeds column; std is 0 "
+        "for one seed).",
         "",
         result["markdown"],
         headline(summary),
@@ -257,7 +280,7 @@ def main() -> None:
         *paper_table,
         "",
         "The paper fine-tunes a pretrained ResNet-50 at 224 px on a GPU; this table trains a small CNN from "
-        "scratch at low resolution on two CPU cores, so absolute figures are not comparable: compare the "
+        "scratch at low resolution, so absolute figures are not comparable: compare the "
         "direction and relative size of the CER/F1 trade-off between losses.",
         "",
     ])

@@ -86,6 +86,8 @@ class TrainConfig:
     batch_size: int = option(64, "images per optimiser step")
     lr: float = option(1e-3, "AdamW learning rate")
     weight_decay: float = option(0.05, "AdamW weight decay")
+    ema: float | None = option(None, "evaluate and keep an exponential moving average of the weights, "
+                                     "updated every step with this decay (e.g. 0.998); default: the raw weights")
     patience: int | None = option(None, "early stopping patience in epochs (default: never stop early)")
     select: str = option("f1", "checkpoint selection rule on validation", choices=_selection_rules)
     cer_cap: float | None = option(None, "for --select f1_cer_cap")
@@ -159,6 +161,8 @@ class TrainConfig:
             if not isinstance(value, int) or value < low:
                 either = f" or {AUTO!r}" if name in DEVICE_DEFAULTS["cpu"] else ""
                 raise ValueError(f"{name} must be a whole number >= {low}{either}, got {value!r}")
+        if self.ema is not None and not (isinstance(self.ema, (int, float)) and 0 < self.ema < 1):
+            raise ValueError(f"ema must be a decay between 0 and 1 (e.g. 0.998) or unset, got {self.ema!r}")
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
         if self.select not in SELECTION_RULES:

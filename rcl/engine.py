@@ -14,12 +14,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from rcl import data as rdata
 from rcl.config import TrainConfig
 from rcl.labels.noise import apply_label_noise
 from rcl.losses import loss_spec, make_loss
+from rcl.models import place_batch
 from rcl.severity import severity_matrix, validate_matrix
 from rcl.taxonomy import Taxonomy
 
@@ -137,18 +139,26 @@ def make_loader(run_data: RunData, split: str, config: TrainConfig, device: torc
     )
 
 
+def make_averaged(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics (``decay`` per
+    step), or None. Averaging the last few hundred steps smooths the noise of small-batch updates,
+    so the checkpoint chosen on validation depends less on the luck of its last batches."""
+    if decay is None:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, device, precision: Precision,
-                    on_step: Callable[[int, float], None] | None = None, max_steps: int | None = None) -> float:
-    """One pass over ``loader``; returns the mean training loss. ``scheduler`` steps per batch."""
+                    on_step: Callable[[int, float], None] | None = None, max_steps: int | None = None,
+                    averaged: AveragedModel | None = None) -> float:
+    """One pass over ``loader``; returns the mean training loss. ``scheduler`` steps per batch, and
+    so does the weight average ``averaged`` when there is one (``make_averaged``)."""
     model.train()
     total, count = 0.0, 0
-    channels_last = device.type == "cuda"
     for step, (images, targets) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        images = images.to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = place_batch(images, device)
         targets = targets.to(device, non_blocking=True)
         with precision.autocast():
             loss = loss_fn(model(images), targets)
@@ -157,6 +167,8 @@ def train_one_epoch(model, loader, loss_fn, optimizer, scheduler, device, precis
         precision.scaler.step(optimizer)
         precision.scaler.update()
         scheduler.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         value = loss.item()
         if not math.isfinite(value):
             raise RuntimeError(f"training diverged: the loss became {value} at step {step}; lower --lr")
@@ -175,9 +187,7 @@ def infer(model, loader, device, precision: Precision | None = None,
     model.eval()
     logits_out, features_out = [], []
     for images, _ in loader:
-        images = images.to(device, non_blocking=True)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = place_batch(images, device)
         with precision.autocast() if precision is not None else torch.autocast(device.type, enabled=False):
             trunk = model.forward_features(images)
             logits_out.append(model.forward_head(trunk).float().cpu())

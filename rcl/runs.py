@@ -337,7 +337,7 @@ def load_model(source: str | Path, device: str = "cpu") -> LoadedModel:
     """Load a run folder or an exported model folder for inference."""
     import torch
 
-    from rcl.models import make_model, read_state_dict
+    from rcl.models import make_model, place, read_state_dict
 
     source = Path(source).expanduser()
     if (source / MODEL_CARD).is_file():
@@ -355,6 +355,6 @@ def load_model(source: str | Path, device: str = "cpu") -> LoadedModel:
                 "loss": run.train["loss"]}
     model = make_model(architecture, taxonomy.num_classes, image_size=image_size)
     model.load_state_dict(read_state_dict(source / "model.safetensors"))
-    model.eval().to(torch.device(device))
+    place(model.eval(), torch.device(device))
     ood = MahalanobisDetector.load(source / OOD_FILE) if (source / OOD_FILE).is_file() else None
     return LoadedModel(model, taxonomy, matrix, image_size, architecture, source.resolve(), card, ood)

@@ -10,8 +10,8 @@ complete run is refused unless ``overwrite``; an interrupted run resumes from th
 folder's ``last.pt`` when its config is the same.
 
 Reproducible on CPU: every epoch re-seeds torch from ``(seed, epoch)``, so a resumed run follows
-exactly the path of one that never stopped. On a GPU: autocast (bf16 where supported, else fp16
-with a gradient scaler), channels-last memory and cuDNN autotuning.
+exactly the path of one that never stopped. Channels-last memory on CPU and GPU (``rcl.models.place``);
+on a GPU also autocast (bf16 where supported, else fp16 with a gradient scaler) and cuDNN autotuning.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from rcl.engine import (
     build_matrix,
     infer,
     load_run_data,
+    make_averaged,
     make_loader,
     predict_logits,
     train_one_epoch,
@@ -50,7 +51,7 @@ from rcl.engine import (
 from rcl.errors import DataWarning, UserError
 from rcl.labels.noise import NOISE_FILE
 from rcl.metrics import argmax_metrics
-from rcl.models import make_model, pick_device, read_checkpoint, read_state_dict
+from rcl.models import make_model, pick_device, place, read_checkpoint, read_state_dict
 from rcl.runs import read_history
 from rcl.selection import select_epoch
 from rcl.severity import cost_matrix
@@ -153,9 +154,9 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
     torch.manual_seed(config.seed)
     model = make_model(config.model, taxonomy.num_classes, pretrained=config.pretrained, weights=config.weights,
                        image_size=config.image_size)
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
+    place(model, device)
+    averaged = make_averaged(model, config.ema)
+    kept = model if averaged is None else averaged.module  # the weights evaluated, selected and published
 
     # loaders and optimiser
     generator = torch.Generator().manual_seed(config.seed)
@@ -185,6 +186,8 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if averaged is not None:
+            averaged.load_state_dict(state["averaged"])
         start_epoch = int(state["epoch"])
         history = read_history(work)[:start_epoch]
         with np.load(work / "epochs.npz") as saved:
@@ -207,11 +210,11 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
                   "step": epoch * steps_per_epoch + step + 1, "total_steps": total_steps, "loss": loss})
 
         train_loss = train_one_epoch(model, loaders["train"], loss_fn, optimizer, scheduler, device, precision,
-                                     on_step, config.max_steps)
+                                     on_step, config.max_steps, averaged)
         global_step += steps_per_epoch
         row = {"epoch": epoch + 1, "train_loss": train_loss, "lr": scheduler.get_last_lr()[0]}
         for split in ("val", "test"):
-            epoch_logits[split].append(predict_logits(model, loaders[split], device, precision))
+            epoch_logits[split].append(predict_logits(kept, loaders[split], device, precision))
         val_logits, val_labels = epoch_logits["val"][-1], run_data.labels[run_data.splits["val"]]
         metrics = argmax_metrics(val_logits, val_labels, taxonomy, costs)
         row.update(val_loss=float(loss_fn(torch.from_numpy(val_logits).to(device),
@@ -226,10 +229,12 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
         chosen = select_epoch(history, config.select, config.cer_cap, config.f1_floor)
         if chosen != best:
             best = chosen
-            save_weights(model, work / "model.safetensors")
+            save_weights(kept, work / "model.safetensors")
         checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                       "config": json.dumps(config.to_dict(), sort_keys=True)}
+        if averaged is not None:
+            checkpoint["averaged"] = averaged.state_dict()
         write_with(work / "last.pt", lambda tmp, checkpoint=checkpoint: torch.save(checkpoint, tmp))
         emit({"kind": "epoch", **row, "epochs": config.epochs, "step": global_step, "total_steps": total_steps,
               "selected_epoch": best + 1})
@@ -239,11 +244,11 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
 
     # the selected checkpoint, once over every split: logits and features stored for post-hoc work.
     # Float32 and the same path `rcl evaluate` uses, so reloading the weights reproduces them exactly.
-    model.load_state_dict(read_state_dict(work / "model.safetensors"))
+    kept.load_state_dict(read_state_dict(work / "model.safetensors"))
     arrays, features = {}, {}
     for split in SPLITS:
         index = run_data.splits[split]
-        logits, features[split] = infer(model, make_loader(run_data, split, config, device, training=False), device)
+        logits, features[split] = infer(kept, make_loader(run_data, split, config, device, training=False), device)
         if split != "train":
             arrays.update({f"{split}_logits": logits.astype(np.float32),
                            f"{split}_probs": softmax(logits).astype(np.float32),

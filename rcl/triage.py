@@ -23,6 +23,7 @@ from rcl.answers import REFER_UNCERTAIN, REFER_UNFAMILIAR, Answer, answer_of, ru
 from rcl.calibration import softmax
 from rcl.data import load_rgb, preprocess
 from rcl.decision import expected_costs
+from rcl.models import place_batch
 from rcl.ood import image_gate
 from rcl.posthoc.guarantee import GuaranteedRule, apply_guarantee, load_guarantee
 from rcl.runs import LoadedModel
@@ -87,7 +88,7 @@ def forward(loaded: LoadedModel, picture) -> tuple[np.ndarray, np.ndarray]:
     through the training preprocessing."""
     tensor = preprocess(picture, loaded.image_size)
     device = next(loaded.model.parameters()).device
-    feature_map = loaded.model.forward_features(tensor.to(device))
+    feature_map = loaded.model.forward_features(place_batch(tensor, device))
     logits = loaded.model.forward_head(feature_map).float().cpu().numpy()[0]
     pooled = loaded.model.forward_head(feature_map, pre_logits=True).float().cpu().numpy()
     return logits, pooled
@@ -240,7 +241,7 @@ def gradcam(loaded: LoadedModel, image, target: int | str | None = None) -> np.n
     targets = None if target is None else [ClassifierOutputTarget(int(target))]
     with _CAM_LOCK, torch.enable_grad(), GradCAM(model=loaded.model, target_layers=[layer],
                                                  reshape_transform=reshape) as cam:
-        heat = cam(input_tensor=tensor.to(device), targets=targets)[0]
+        heat = cam(input_tensor=place_batch(tensor, device), targets=targets)[0]
     size = loaded.image_size
     base = np.asarray(picture.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32) / 255.0
     heat = np.nan_to_num(np.asarray(heat, dtype=np.float32), nan=0.0)

@@ -301,3 +301,39 @@ def test_train_with_malignant_on_a_two_superclass_folder(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(out), "--data", str(tmp_path / "data"), "--malignant", "tumour", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["test"]["n"] == 60
+
+
+def test_weight_average_is_what_is_evaluated_kept_and_resumed(tmp_path):
+    """With ``ema`` the stored predictions come from the averaged weights (not the raw ones), and a
+    run stopped after one epoch resumes to exactly the figures of one that never stopped."""
+    import torch
+
+    config = TrainConfig(**TINY, loss="ce", ema=0.9)
+    reference = run_training(config, tmp_path / "ema")
+    plain = run_training(TrainConfig(**TINY, loss="ce"), tmp_path / "plain")
+    assert json.loads((tmp_path / "ema" / "config.json").read_text())["train"]["ema"] == 0.9
+    ema_logits = load_run(tmp_path / "ema").predictions("test")["logits"]
+    assert not np.allclose(ema_logits, load_run(tmp_path / "plain").predictions("test")["logits"])
+    assert plain["test"] != reference["test"] or plain["val"] != reference["val"]
+    loaded = load_model(tmp_path / "ema")  # the published weights are the averaged ones: they reproduce the arrays
+    data = load_run_data(config)
+    logits = predict_logits(loaded.model, make_loader(data, "test", config, torch.device("cpu")), torch.device("cpu"))
+    np.testing.assert_array_equal(logits, ema_logits)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_epoch(event):
+        if event["kind"] == "epoch":
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_training(config, tmp_path / "resumed", stop_after_first_epoch)
+    resumed = run_training(config, tmp_path / "resumed")
+    for split in ("val", "test"):
+        assert resumed[split] == reference[split]
+
+
+def test_ema_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="ema must be a decay between 0 and 1"):
+        TrainConfig(ema=1.0).check()

@@ -1,0 +1,71 @@
+"""Train many ``TrainConfig``s side by side, each in its own process, for the benchmarks.
+
+A benchmark grid on a many-core machine (or one GPU that a small CNN leaves mostly idle) finishes
+sooner with several trainings at once than one after the other. Each trial trains into
+``out/<config.name>`` through the project's own ``run_training``; a trial whose folder is
+complete is skipped, so an interrupted benchmark resumes; a trial that fails is reported and the
+others go on.
+
+    from benchmarks.parallel import train_all
+    train_all(configs, Path("runs/bench"), jobs=8, threads=2)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from rcl.config import TrainConfig
+
+
+def _init(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _train(config: dict, out: str) -> tuple[str, float, str | None]:
+    """Train one trial; return (name, seconds, error or None). Errors are returned, not raised, so
+    one broken trial never takes the pool down."""
+    from rcl.train import run_training
+
+    began = time.perf_counter()
+    try:
+        run_training(TrainConfig.from_dict(config), out)
+        return Path(out).name, time.perf_counter() - began, None
+    except Exception as exc:  # noqa: BLE001 - reported with its traceback, the other trials go on
+        return Path(out).name, time.perf_counter() - began, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+
+
+def train_all(configs: list[TrainConfig], out: Path, jobs: int = 1, threads: int | None = None) -> list[str]:
+    """Train every config into ``out/<name>`` with ``jobs`` processes of ``threads`` torch threads
+    each, skipping finished folders; return the names of the trials that failed."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names) or None in names:
+        raise ValueError("every config needs its own name (the trial's folder)")
+    pending = [c for c in configs if not (out / c.name / "metrics.json").is_file()]
+    print(f"{len(configs) - len(pending)} of {len(configs)} trials already finished; {len(pending)} to train "
+          f"with {jobs} process(es)", file=sys.stderr, flush=True)
+    failed = []
+    context = multiprocessing.get_context("spawn")  # CUDA and threads: never fork a parent that holds them
+    with ProcessPoolExecutor(max(1, jobs), mp_context=context, initializer=_init, initargs=(threads,)) as pool:
+        futures = [pool.submit(_train, c.to_dict(), str(out / c.name)) for c in pending]
+        for done, future in enumerate(as_completed(futures), 1):
+            name, seconds, error = future.result()
+            print(f"[{done}/{len(pending)}] {name}: {'FAILED ' + error if error else 'done'} in {seconds:.0f} s",
+                  file=sys.stderr, flush=True)
+            if error:
+                failed.append(name)
+    return failed
+
+
+def default_jobs() -> int:
+    """One process per two cores, at least one."""
+    return max(1, (os.cpu_count() or 2) // 2)
