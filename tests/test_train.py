@@ -34,6 +34,20 @@ def trained(tmp_path_factory, shared_cache):
     return out
 
 
+def interrupt_after_first_epoch(config: TrainConfig, out: Path) -> None:
+    """Start ``config`` into ``out`` and stop it as the first epoch ends, leaving a partial folder."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(event):
+        if event["kind"] == "epoch":
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_training(config, out, stop)
+
+
 def test_run_folder_is_complete(trained):
     for name in ("config.json", "metrics.json", "predictions.npz", "history.jsonl", "model.safetensors", "epochs.npz"):
         assert (trained / name).is_file(), name
@@ -70,15 +84,7 @@ def test_same_seed_same_metrics_and_resume_matches(trained, tmp_path):
     for split in ("val", "test"):
         assert again[split] == reference[split]
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first_epoch(event):
-        if event["kind"] == "epoch":
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_training(config, tmp_path / "resumed", stop_after_first_epoch)
+    interrupt_after_first_epoch(config, tmp_path / "resumed")
     assert (partial_dir(tmp_path / "resumed") / "last.pt").is_file() and not (tmp_path / "resumed").exists()
     resumed = run_training(config, tmp_path / "resumed")
     for split in ("val", "test"):
@@ -320,15 +326,7 @@ def test_weight_average_is_what_is_evaluated_kept_and_resumed(tmp_path):
     logits = predict_logits(loaded.model, make_loader(data, "test", config, torch.device("cpu")), torch.device("cpu"))
     np.testing.assert_array_equal(logits, ema_logits)
 
-    class Stop(Exception):
-        pass
-
-    def stop_after_first_epoch(event):
-        if event["kind"] == "epoch":
-            raise Stop
-
-    with pytest.raises(Stop):
-        run_training(config, tmp_path / "resumed", stop_after_first_epoch)
+    interrupt_after_first_epoch(config, tmp_path / "resumed")
     resumed = run_training(config, tmp_path / "resumed")
     for split in ("val", "test"):
         assert resumed[split] == reference[split]
