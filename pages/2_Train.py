@@ -27,6 +27,10 @@ with st.form("train_form"):
                            placeholder="/data/ISIC2018_Task3_Training_Input")
     malignant = c1.text_input("Malignant classes of the folder (A,B; empty: detected)", key="train_malignant",
                               placeholder="melanoma,carcinoma")
+    reviewed = c1.checkbox("Train on reviewed labels", key="train_reviewed",
+                           help="Apply the corrections of the review queue (Label quality page) to the labels.")
+    reviews_file = c1.text_input("Review file (empty: the dataset's own)", key="train_reviews_file",
+                                 placeholder="…/rcl-reviews.jsonl")
     model_choice = c2.selectbox("Model", MODELS, key="train_model")
     other_model = c2.text_input("timm model name (for 'other')", key="train_other_model")
     pretrained = c2.checkbox("ImageNet-pretrained weights", key="train_pretrained",
@@ -61,6 +65,7 @@ def build_config() -> rcl.TrainConfig:
     data = "synthetic" if data_choice.startswith("synthetic") else folder.strip()
     if not data:
         raise ValueError("type the dataset folder (or choose the bundled synthetic data)")
+    classes = (malignant.strip() or None) if data != "synthetic" else None
     weights = None
     if weights_upload is not None:
         weights = str(rcl.save_weights_file(weights_upload.name, weights_upload.getvalue()))
@@ -68,7 +73,9 @@ def build_config() -> rcl.TrainConfig:
         matrix, data=data, model=model, loss=loss, epochs=int(epochs), image_size=int(image_size),
         batch_size=int(batch_size), lr=float(lr), seed=int(seed), pretrained=bool(pretrained),
         weights=weights, name=name.strip() or None,
-        malignant=(malignant.strip() or None) if data != "synthetic" else None,
+        malignant=classes,
+        label_corrections=(reviews_file.strip() or str(rcl.review_target(data, malignant=classes).path))
+        if reviewed else None,
     )
 
 

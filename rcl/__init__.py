@@ -90,6 +90,11 @@ _LAZY = {
     "submit_jobs": ("rcl.jobs", "submit"),
     **{f"job_{name}": ("rcl.jobs.view", name) for name in ("fraction", "failure_reason", "status_text", "table_row")},
     "ablation_configs": ("rcl.ablation", "ablation_configs"),
+    # the review queue (rcl.labels.review); its ``corrections`` reads ``review_corrections`` here
+    **{name: ("rcl.labels.review", name) for name in ("VERDICTS", "ReviewTarget", "current_labels", "label_of",
+                                                      "read_issues", "read_reviews", "record_verdict",
+                                                      "review_queue", "review_summary", "review_target")},
+    "review_corrections": ("rcl.labels.review", "corrections"),
 }
 
 

@@ -49,6 +49,33 @@ def write_json(path: str | Path, data) -> None:
     write_text(path, json.dumps(data, indent=2, default=float))
 
 
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line to a log that is only ever appended to (a review file), durably.
+
+    An exclusive ``flock`` keeps two writers' lines whole; the line goes out in one ``write`` and is
+    ``fsync``-ed before returning. A last line left without its newline by a crash is closed first,
+    so the new line never merges with it (the reader skips such a torn line).
+    """
+    import fcntl
+
+    path = Path(path)
+    created = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = line.rstrip("\n").encode() + b"\n"
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        end = handle.seek(0, os.SEEK_END)
+        if end:
+            handle.seek(end - 1)
+            if handle.read(1) != b"\n":
+                data = b"\n" + data
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if created:
+        _fsync_dir(path.parent)
+
+
 def save_npz(path: str | Path, compressed: bool = False, **arrays) -> None:
     """``np.savez`` (or ``savez_compressed``) written as a unit."""
     import numpy as np

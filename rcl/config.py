@@ -101,6 +101,9 @@ class TrainConfig:
     # label quality
     label_noise: str | None = option(None, "flip train labels: symmetric, miss (malignant→benign) or alarm "
                                            "(benign→malignant), as KIND:RATE, e.g. miss:0.1")
+    label_corrections: str | None = option(None, "train on reviewed labels: a review file (rcl review, the Label "
+                                                 "quality page) whose corrections replace the dataset's labels in "
+                                                 "every split, before --label-noise")
 
     def __post_init__(self) -> None:
         # The one place a loss spelling becomes the registry's name: everything downstream
@@ -176,6 +179,10 @@ class TrainConfig:
         from rcl.labels.noise import parse_noise
 
         parse_noise(self.label_noise)
+        if self.label_corrections is not None:
+            from rcl.labels.review import check_corrections_file
+
+            self.label_corrections = check_corrections_file(self.label_corrections)  # absolute: a job runs elsewhere
         from rcl.data.transforms import check_augment  # torch/timm imports only when checking
         from rcl.models import check_model_name
 

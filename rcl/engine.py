@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from rcl import data as rdata
 from rcl.config import TrainConfig
 from rcl.labels.noise import apply_label_noise
+from rcl.labels.review import apply_label_corrections, corrections_summary
 from rcl.losses import loss_spec, make_loss
 from rcl.models import place_batch
 from rcl.severity import severity_matrix, validate_matrix
@@ -39,6 +40,7 @@ class RunData:
     splits: dict[str, np.ndarray]  # indices into images for train/val/test
     info: dict  # what config.json records about the dataset
     label_noise: dict | None = None  # the flips applied to train labels (label_noise.json), if any
+    label_corrections: dict | None = None  # reviewed labels applied in every split (label_corrections.json), if any
     groups: np.ndarray | None = None  # (N,) patient/lesion id or None per sample (folds keep groups whole)
 
 
@@ -55,7 +57,11 @@ def load_run_data(config: TrainConfig) -> RunData:
     if config.drop_duplicates:
         splits, dropped = rdata.drop_cross_split_duplicates(table, splits, prepared.images)
     samples = prepared.samples
-    labels, noise = apply_label_noise(samples["label"].to_numpy(), samples["id"].to_numpy(), splits["train"],
+    # Reviewed labels first, in every split and after the split (the same images as a run without
+    # them); then injected noise, on the train split only, flips the reviewed labels.
+    labels, corrected = apply_label_corrections(samples["label"].to_numpy(), samples["id"].to_numpy(),
+                                                config.label_corrections, table.taxonomy)
+    labels, noise = apply_label_noise(labels, samples["id"].to_numpy(), splits["train"],
                                       config.label_noise, table.taxonomy, config.seed)
     info = {
         "name": table.name,
@@ -69,6 +75,7 @@ def load_run_data(config: TrainConfig) -> RunData:
         "dropped_duplicates": dropped["exact"],
         "dropped_near_duplicates": dropped["near"],
         "warnings": table.warnings + prepared.warnings,
+        **({"label_corrections": corrections_summary(corrected)} if corrected else {}),
     }
     return RunData(
         taxonomy=table.taxonomy,
@@ -78,6 +85,7 @@ def load_run_data(config: TrainConfig) -> RunData:
         splits=splits,
         info=info,
         label_noise=noise,
+        label_corrections=corrected,
         groups=samples["group"].to_numpy(),
     )
 

@@ -50,6 +50,7 @@ from rcl.engine import (
 )
 from rcl.errors import DataWarning, UserError
 from rcl.labels.noise import NOISE_FILE
+from rcl.labels.review import CORRECTIONS_FILE
 from rcl.metrics import argmax_metrics
 from rcl.models import make_model, pick_device, place, read_checkpoint, read_state_dict
 from rcl.runs import read_history
@@ -58,8 +59,8 @@ from rcl.severity import cost_matrix
 
 Callback = Callable[[dict], None]
 # Files a training run produces; anything else in a target folder (a job's train.log) is kept.
-RUN_FILES = ("config.json", NOISE_FILE, "history.jsonl", "epochs.npz", "model.safetensors", "last.pt", "predictions.npz",
-             posthoc.FEATURES_FILE, "ood.npz", paths.COMPLETE_MARKER)
+RUN_FILES = ("config.json", NOISE_FILE, CORRECTIONS_FILE, "history.jsonl", "epochs.npz", "model.safetensors", "last.pt",
+             "predictions.npz", posthoc.FEATURES_FILE, "ood.npz", paths.COMPLETE_MARKER)
 
 
 def make_run_id(config: TrainConfig) -> str:
@@ -111,6 +112,17 @@ def _resume_state(partial: Path, config: TrainConfig) -> dict | None:
                       stacklevel=2)
         return None
     return state if state.get("config") == json.dumps(config.to_dict(), sort_keys=True) else None
+
+
+def _restart_if_reviews_changed(partial: Path, corrections: dict) -> None:
+    """A review file is appended to while runs train: resuming on other labels than the first
+    epochs saw would not equal an uninterrupted run, so a changed file restarts training."""
+    earlier = partial / CORRECTIONS_FILE
+    if (partial / "last.pt").is_file() and earlier.is_file() \
+            and json.loads(earlier.read_text()).get("sha256") != corrections["sha256"]:
+        warnings.warn(f"the review file {corrections['file']} changed since this run started: training starts "
+                      "again from epoch 1 on the labels it holds now", DataWarning, stacklevel=2)
+        (partial / "last.pt").unlink()
 
 
 def publish(partial: Path, out: Path) -> None:
@@ -176,6 +188,9 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
     })
     if run_data.label_noise is not None:
         write_json(work / NOISE_FILE, run_data.label_noise)
+    if run_data.label_corrections is not None:
+        _restart_if_reviews_changed(work, run_data.label_corrections)
+        write_json(work / CORRECTIONS_FILE, run_data.label_corrections)
 
     # resume from the partial folder's last.pt (same config only, checked by prepare_folder)
     history: list[dict] = []

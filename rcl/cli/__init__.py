@@ -49,7 +49,7 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 # One module per topic; each registers its commands on import, in this order in `rcl --help`.
-COMMAND_MODULES = ("training", "runs", "report", "jobs", "sweep", "data", "guarantee", "labels")
+COMMAND_MODULES = ("training", "runs", "report", "jobs", "sweep", "data", "guarantee", "labels", "review")
 
 
 def _register_commands() -> None:
