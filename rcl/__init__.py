@@ -90,6 +90,14 @@ _LAZY = {
     "submit_jobs": ("rcl.jobs", "submit"),
     **{f"job_{name}": ("rcl.jobs.view", name) for name in ("fraction", "failure_reason", "status_text", "table_row")},
     "ablation_configs": ("rcl.ablation", "ablation_configs"),
+    # --- label quality (the Label quality page) ---
+    "NOISE_KINDS": ("rcl.labels.noise", "NOISE_KINDS"),
+    **{name: ("rcl.labels.study", name) for name in ("noise_groups", "noise_study", "study_display")},
+    **{name: ("rcl.labels.suspects", name) for name in ("read_suspects", "run_suspects", "saved_suspects",
+                                                        "suspect_caption", "suspect_gallery", "suspects_csv")},
+    **{name: ("rcl.labels.subgroups", name) for name in ("metadata_columns", "run_subgroups", "subgroup_display")},
+    **{name: ("rcl.labels.illusion", name) for name in ("illusion_display", "illusion_of_accuracy")},
+    "thumbnail": ("rcl.data.images", "thumbnail"),
 }
 
 
