@@ -64,6 +64,8 @@ def noise_figure(points: list[dict]) -> go.Figure:
     """CER (left) and F1-macro (right) against the training label-noise rate: one line per loss and
     noise kind (colour: loss, dash: kind), error bars from the points' intervals."""
     frame = pd.DataFrame(points)
+    numbers = ["cer", "cer_low", "cer_high", "f1_macro", "f1_low", "f1_high"]
+    frame[numbers] = frame[numbers].apply(pd.to_numeric, errors="coerce")  # a run with no stored interval: None
     losses = sorted(frame["loss"].unique())
     fig = make_subplots(rows=1, cols=2, subplot_titles=("CER (lower is safer)", "F1-macro (higher is better)"))
     for (loss, kind), line in frame.groupby(["loss", "kind"], sort=True):
