@@ -142,7 +142,8 @@ def test_subgroup_display_names_gaps_and_unestimated_groups():
     assert shown["g1"]["CER"] == f"{100 * g1['value']:.1f}% (95% CI {100 * g1['low']:.1f}% – {100 * g1['high']:.1f}%)"
     assert shown["g1"]["gap"].startswith(f"CER {100 * g1['diff']:+.1f} pts vs the rest")
     assert shown["g2"]["gap"].startswith("CER -") and shown["g2"]["note"] == ""
-    assert shown["g3"] == {"group": "g3", "cases": 10, "malignant": 4, "CER": "", "F1-macro": "", "sensitivity": "",
+    assert shown["g3"] == {"group": "g3", "cases": 10, "malignant": 4, "CER": "not estimated", "F1-macro": "not estimated",
+                           "sensitivity": "not estimated",
                            "gap": "", "note": "10 cases < 30: not estimated"}
 
 

@@ -132,7 +132,8 @@ def run_subgroups(run, by: str, split: str = "test", n_resamples: int = 1000, se
 
 def subgroup_display(result: dict) -> list[dict]:
     """:func:`run_subgroups`' groups as a table reads them: each metric with its 95% interval, the
-    gaps (the interval of group − rest excludes 0) in words, and why a group is not estimated."""
+    gaps (the interval of group − rest excludes 0) in words, "not estimated" where a group is too small
+    and the reason in ``note``."""
     from rcl.text import ci_text, num, pct, points, signed
 
     names = {"cer": ("CER", pct, points), "f1_macro": ("F1-macro", num, signed), "sensitivity": ("sensitivity", pct, points)}
@@ -142,7 +143,7 @@ def subgroup_display(result: dict) -> list[dict]:
         gaps = []
         for key, (name, formatter, change) in names.items():
             cell = group.get(key)
-            row[name] = "" if cell is None else ci_text(cell["value"], cell["low"], cell["high"], formatter)
+            row[name] = "not estimated" if cell is None else ci_text(cell["value"], cell["low"], cell["high"], formatter)
             if cell is not None and cell["gap"]:
                 gaps.append(f"{name} {change(cell['diff'])} vs the rest")
         row["gap"] = "; ".join(gaps)
