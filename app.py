@@ -80,7 +80,9 @@ def home() -> None:
         "- **Triage**: one image → one answer (a class, or a referral that names no class), the probabilities and Grad-CAM.\n"
         "- **Run card**: a Markdown/HTML summary of a run for stakeholders.\n"
         "- **Guarantee**: a threshold with a guaranteed miss rate (at most X% of malignant cases called "
-        "benign, with a stated confidence), and what it costs in false alarms and referrals."
+        "benign, with a stated confidence), and what it costs in false alarms and referrals.\n"
+        "- **Label quality**: how CER and F1 move with wrong training labels, the suspect labels to review, "
+        "subgroups by metadata, and clean vs noisy test labels side by side."
     )
     disclaimer()
 
@@ -129,6 +131,7 @@ PAGES = [
     st.Page("pages/5_Triage.py", title="Triage", icon=":material/search:", url_path="Triage"),
     st.Page("pages/6_Run_card.py", title="Run card", icon=":material/description:", url_path="Run_card"),
     st.Page("pages/7_Guarantee.py", title="Guarantee", icon=":material/verified_user:", url_path="Guarantee"),
+    st.Page("pages/8_Label_quality.py", title="Label quality", icon=":material/label:", url_path="Label_quality"),
 ]
 
 st.navigation(PAGES).run()

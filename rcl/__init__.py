@@ -95,6 +95,14 @@ _LAZY = {
                                                       "read_issues", "read_reviews", "record_verdict",
                                                       "review_queue", "review_summary", "review_target")},
     "review_corrections": ("rcl.labels.review", "corrections"),
+    # --- label quality (the Label quality page) ---
+    "NOISE_KINDS": ("rcl.labels.noise", "NOISE_KINDS"),
+    **{name: ("rcl.labels.study", name) for name in ("noise_groups", "noise_study", "study_display")},
+    **{name: ("rcl.labels.suspects", name) for name in ("read_suspects", "run_suspects", "saved_suspects",
+                                                        "suspect_caption", "suspect_gallery", "suspects_csv")},
+    **{name: ("rcl.labels.subgroups", name) for name in ("metadata_columns", "run_subgroups", "subgroup_display")},
+    **{name: ("rcl.labels.illusion", name) for name in ("illusion_display", "illusion_of_accuracy")},
+    "thumbnail": ("rcl.data.images", "thumbnail"),
 }
 
 

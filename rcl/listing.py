@@ -40,13 +40,14 @@ def config_text(train: dict) -> str:
 def run_row(run: Run) -> dict:
     """``Run.summary()`` plus a config line, where the weights started (``start``), the number of
     malignant test cases (``malignant``, what CER rests on), the loss with its α/β (``loss_label``), the test split fingerprint when stored
-    (``split``; else ``rcl.comparison.with_splits`` reads it from the test ids) and the stored test
-    CIs, when present."""
+    (``split``; else ``rcl.comparison.with_splits`` reads it from the test ids), the training label-noise
+    rule (``label_noise``, e.g. ``"miss:0.1"``, else None) and the stored test CIs, when present."""
     test = run.metrics.get("test", {})
     malignant = missed_malignant(test["confusion"], run.taxonomy)[1] if test.get("confusion") else None
     return with_ci({**run.summary(), "config": config_text(run.train), "start": initialisation(run.train),
                     "malignant": malignant, "split": test.get("split_fingerprint"),
-                    "loss_label": loss_label(run.train)}, test.get("ci") or {})
+                    "loss_label": loss_label(run.train), "label_noise": run.train.get("label_noise")},
+                   test.get("ci") or {})
 
 
 def folder_signature(root: str | Path | None = None) -> tuple:

@@ -75,7 +75,8 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 PAGES = {"home": "", "severity_matrix": "Severity_matrix", "train": "Train", "pareto_frontier": "Pareto_frontier",
-         "confusion": "Confusion", "triage": "Triage", "run_card": "Run_card", "guarantee": "Guarantee"}
+         "confusion": "Confusion", "triage": "Triage", "run_card": "Run_card", "guarantee": "Guarantee",
+         "label_quality": "Label_quality"}
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from helpers import ROOT, make_runs
 
 PAGES = {"home": "app.py", "severity_matrix": "pages/1_Severity_matrix.py", "train": "pages/2_Train.py",
          "pareto": "pages/3_Pareto_frontier.py", "confusion": "pages/4_Confusion.py",
-         "run_card": "pages/6_Run_card.py"}
+         "run_card": "pages/6_Run_card.py", "label_quality": "pages/8_Label_quality.py"}
 
 PROBE = """
 import json, sys

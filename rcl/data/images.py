@@ -143,6 +143,14 @@ def resize_rgb(image: Image.Image, image_size: int) -> np.ndarray:
     return np.array(resized, dtype=np.uint8)
 
 
+def thumbnail(source, size: int = 192) -> Image.Image:
+    """A small RGB copy for a gallery: :func:`load_rgb` (same pixel budget, same refusals), shrunk
+    to fit ``size`` × ``size`` px with its aspect kept, so a page never sends full-size photographs."""
+    image = load_rgb(source)
+    image.thumbnail((int(size), int(size)))
+    return image
+
+
 def _decode_into(job: tuple[str, int, int, list[str]]) -> list[tuple[int, str]]:
     """Worker: decode ``files`` into rows ``start..`` of the memory-mapped array at ``target``;
     return (row, reason) for the unreadable ones. Writing straight into the map keeps pixels out

@@ -48,3 +48,22 @@ def illusion_of_accuracy(run, noise, seed: int = 0, split: str = "test") -> dict
         "clean": side(labels),
         "noisy": side(noisy),
     }
+
+
+def illusion_display(result: dict) -> list[dict]:
+    """:func:`illusion_of_accuracy` as a table: per metric the clean-label and noisy-label figures with
+    their 95% intervals and the change the noisy labels make; then the malignant cases each side counts."""
+    from rcl.text import ci_text, num, pct, points, signed
+
+    rows = []
+    for key, name, formatter, change in (("cer", "CER", pct, points), ("f1_macro", "F1-macro", num, signed),
+                                         ("accuracy", "accuracy", pct, points)):
+        clean, noisy = result["clean"][key], result["noisy"][key]
+        moved = None if clean["value"] is None or noisy["value"] is None else noisy["value"] - clean["value"]
+        rows.append({"metric": name, "clean test labels": ci_text(clean["value"], clean["low"], clean["high"], formatter),
+                     "noisy test labels": ci_text(noisy["value"], noisy["low"], noisy["high"], formatter),
+                     "change": change(moved)})
+    rows.append({"metric": "malignant cases (CER's denominator)", "clean test labels": str(result["clean"]["n_malignant"]),
+                 "noisy test labels": str(result["noisy"]["n_malignant"]),
+                 "change": f"{result['noisy']['n_malignant'] - result['clean']['n_malignant']:+d}"})
+    return rows

@@ -91,18 +91,29 @@ def subgroup_table(y_true, y_pred, groups, taxonomy: Taxonomy, n_resamples: int 
     return rows
 
 
+def run_metadata(run) -> pd.DataFrame:
+    """The metadata columns of a run's dataset, per sample id (no columns for a layout without any)."""
+    from rcl.data import load_dataset
+    from rcl.data.metadata import sample_metadata
+
+    return sample_metadata(load_dataset(run.train["data"], taxonomy=run.taxonomy))
+
+
+def metadata_columns(run) -> list[str]:
+    """The columns ``run_subgroups(run, by=...)`` accepts (HAM10000: dx_type, age, sex, localization)."""
+    return [str(c) for c in run_metadata(run).columns]
+
+
 def run_subgroups(run, by: str, split: str = "test", n_resamples: int = 1000, seed: int = 0) -> dict:
     """Subgroups of a finished run's stored ``split`` predictions (argmax) by metadata column ``by``.
 
     The metadata is re-read from the run's dataset and matched by sample id. A ``by`` column the
     dataset does not have is a ``ValueError`` listing the columns it has.
     """
-    from rcl.data import load_dataset
-    from rcl.data.metadata import band, sample_metadata
+    from rcl.data.metadata import band
 
     train = run.train
-    table = load_dataset(train["data"], taxonomy=run.taxonomy)
-    metadata = sample_metadata(table)
+    metadata = run_metadata(run)
     lower = {c.lower(): c for c in metadata.columns}
     if by.lower() not in lower:
         have = ", ".join(metadata.columns) if len(metadata.columns) else "none"
@@ -117,3 +128,25 @@ def run_subgroups(run, by: str, split: str = "test", n_resamples: int = 1000, se
             "n": int(ids.size), "min_cases": MIN_CASES, "min_malignant": MIN_MALIGNANT, "confidence": 0.95,
             "groups": subgroup_table(stored["labels"], predictions, values.to_numpy(), run.taxonomy, n_resamples,
                                      seed=seed)}
+
+
+def subgroup_display(result: dict) -> list[dict]:
+    """:func:`run_subgroups`' groups as a table reads them: each metric with its 95% interval, the
+    gaps (the interval of group − rest excludes 0) in words, "not estimated" where a group is too small
+    and the reason in ``note``."""
+    from rcl.text import ci_text, num, pct, points, signed
+
+    names = {"cer": ("CER", pct, points), "f1_macro": ("F1-macro", num, signed), "sensitivity": ("sensitivity", pct, points)}
+    rows = []
+    for group in result["groups"]:
+        row = {"group": group["group"], "cases": group["n"], "malignant": group["n_malignant"]}
+        gaps = []
+        for key, (name, formatter, change) in names.items():
+            cell = group.get(key)
+            row[name] = "not estimated" if cell is None else ci_text(cell["value"], cell["low"], cell["high"], formatter)
+            if cell is not None and cell["gap"]:
+                gaps.append(f"{name} {change(cell['diff'])} vs the rest")
+        row["gap"] = "; ".join(gaps)
+        row["note"] = group.get("too_small", "")
+        rows.append(row)
+    return rows
