@@ -90,6 +90,7 @@ _LAZY = {
     "submit_jobs": ("rcl.jobs", "submit"),
     **{f"job_{name}": ("rcl.jobs.view", name) for name in ("fraction", "failure_reason", "status_text", "table_row")},
     "ablation_configs": ("rcl.ablation", "ablation_configs"),
+    "NOISE_KINDS": ("rcl.labels.noise", "NOISE_KINDS"),  # the Train page's label-noise choices
 }
 
 

@@ -615,6 +615,23 @@ def test_train_page_names_the_current_matrix(with_runs):
     assert rcl.matrix_caption(rcl.SeverityMatrix.from_penalties(rcl.preset("isic2018"))) in texts(at)
 
 
+def test_train_page_speaks_plainly_and_folds_the_engineers_settings():
+    at = app("train").run()
+    no_exception(at)
+    method = at.selectbox(key="train_loss")
+    assert method.value == "rcl" and method.format_func("rcl") == rcl.LOSSES["rcl"].summary
+    assert "a missed malignancy costs **20**, a false alarm **5**" in texts(at)
+    advanced = next(e for e in at.expander if e.label.startswith("Advanced (for ML engineers)"))
+    inside = {w.key for kind in ("selectbox", "number_input", "slider") for w in getattr(advanced, kind)}
+    assert {"train_model", "train_image_size", "train_epochs", "train_lr", "train_label_noise"} <= inside
+    assert at.selectbox(key="train_model").value == "small_cnn" and at.number_input(key="train_epochs").value == 5
+    assert "does not use the severity matrix" not in texts(at)
+    plain = app("train")
+    plain.session_state["train_loss"] = "ce"
+    plain.run()
+    assert "does not use the severity matrix" in texts(plain) and "missed malignancy costs" not in texts(plain)
+
+
 def test_guarantee_page_refuses_then_guarantees(with_runs):
     at = app("guarantee").run()
     no_exception(at)

@@ -1,4 +1,5 @@
-"""Plotly figures of the Pareto page: layout only; every number comes from ``rcl`` rows."""
+"""The app's plotly figures (Severity, Train, Pareto, Confusion, Triage): layout only; every number
+comes from ``rcl`` (rows, views, results), so pages only place them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 import rcl
-from ui.common import LOSS_COLOURS
+from ui.common import LOSS_COLOURS, TIER_COLOURS
 
 MAX_LEGEND_RUNS = 30  # up to this many runs the legend names each run; past it, each loss
 
@@ -61,4 +62,47 @@ def coverage_figure(referral: pd.DataFrame) -> go.Figure:
     fig.update_layout(xaxis_title="coverage (share answered, higher is more useful)",
                       yaxis_title="CER on answered cases (lower is safer)", xaxis_tickformat=".0%",
                       yaxis_tickformat=".0%", height=420, margin={"t": 20, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def curves_figure(history: list[dict]) -> go.Figure:
+    """A training job's validation CER and F1 by epoch (its ``history.jsonl`` rows)."""
+    frame = pd.DataFrame(history)
+    fig = go.Figure()
+    if "val_cer" in frame:
+        fig.add_scatter(x=frame["epoch"], y=frame["val_cer"], name="val CER (lower is safer)", line={"color": "#D55E00"})
+    if "val_f1_macro" in frame:
+        fig.add_scatter(x=frame["epoch"], y=frame["val_f1_macro"], name="val F1-macro", line={"color": "#0072B2"})
+    fig.update_layout(height=280, xaxis_title="epoch", yaxis_range=[0, 1],
+                      margin={"t": 10, "b": 10, "l": 10, "r": 10}, legend={"orientation": "h"})
+    return fig
+
+
+def cost_heatmap(matrix: rcl.SeverityMatrix) -> go.Figure:
+    """What each answer costs when deciding (``rcl.cost_matrix``: the diagonal is 0)."""
+    classes = list(matrix.taxonomy.classes)
+    costs = rcl.cost_matrix(matrix)
+    fig = go.Figure(go.Heatmap(
+        z=costs, x=classes, y=classes, text=[[f"{v:g}" for v in row] for row in costs], texttemplate="%{text}",
+        colorscale="Oranges", colorbar={"title": "cost"},
+        hovertemplate="true %{y} → predicted %{x}: cost %{z}<extra></extra>",
+    ))
+    fig.update_layout(title="Cost of each answer when deciding", xaxis_title="predicted", yaxis_title="true",
+                      height=380, yaxis_autorange="reversed", margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def tier_bars(rows: list[dict], n: int) -> go.Figure:
+    """Error tiers of a re-decided run beside its argmax ones (``rcl.redecide_run``'s ``tiers`` rows)."""
+    tiers = [r["tier"] for r in rows]
+    fig = go.Figure()
+    fig.add_bar(y=tiers, x=[r["reference"] for r in rows], name="argmax (as trained)", orientation="h",
+                marker_color="#BBBBBB", text=[r["reference"] for r in rows], textposition="outside")
+    fig.add_bar(y=tiers, x=[r["count"] for r in rows], name="re-decided", orientation="h",
+                marker_color=[TIER_COLOURS[r["key"]] for r in rows], text=[r["count"] for r in rows],
+                textposition="outside")
+    fig.update_layout(barmode="group", height=260, xaxis_title=f"test images (of {n})",
+                      margin={"t": 40, "b": 10, "l": 10, "r": 30},
+                      legend={"orientation": "h", "x": 0, "y": 1.02, "yanchor": "bottom"},
+                      yaxis={"automargin": True, "autorange": "reversed"})
     return fig
