@@ -334,6 +334,16 @@ def test_matrix_load_json(with_runs):
     assert any("not a usable severity matrix" in e.value for e in at.error)
 
 
+def test_matrix_page_explains_presets_and_penalties_in_words():
+    at = app("matrix").run()
+    no_exception(at)
+    isic = rcl.preset("isic2018")
+    assert at.selectbox(key="taxonomy_choice").format_func("isic2018") == (
+        f"isic2018 (preset: {len(isic.classes)} diagnoses, malignant: {', '.join(isic.malignant)})")
+    assert "How much worse is a missed malignancy than a false alarm?" in at.slider(key="beta_slider").help
+    assert "How much worse is a false alarm" in at.slider(key="alpha_slider").help
+
+
 def test_matrix_custom_taxonomy(with_runs):
     at = app("matrix").run()
     at.selectbox(key="taxonomy_choice").set_value("custom").run()
