@@ -628,7 +628,7 @@ def test_train_page_names_the_current_matrix(with_runs):
 def test_train_page_speaks_plainly_and_folds_the_engineers_settings():
     at = app("train").run()
     no_exception(at)
-    method = at.selectbox(key="train_loss")
+    method = at.radio(key="train_loss")
     assert method.value == "rcl" and method.format_func("rcl") == rcl.LOSSES["rcl"].summary
     assert "a missed malignancy costs **20**, a false alarm **5**" in texts(at)
     advanced = next(e for e in at.expander if e.label.startswith("Advanced (for ML engineers)"))

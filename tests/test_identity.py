@@ -179,7 +179,7 @@ def submit_from_train_page(monkeypatch, loss: str, matrix: SeverityMatrix, folde
     at = AppTest.from_file(str(ROOT / "pages" / "2_Train.py"), default_timeout=90)
     at.session_state["matrix"] = matrix
     at.run()
-    at.selectbox(key="train_loss").set_value(loss)
+    at.radio(key="train_loss").set_value(loss)
     at.number_input(key="train_epochs").set_value(1)
     at.number_input(key="train_image_size").set_value(32)
     if folder is not None:

@@ -23,12 +23,12 @@ FOLDER = "a folder on this machine"
 OTHER_MODEL = "other (timm name)"
 # Network choices, in words: how big and what hardware each needs (the values are timm/rcl names).
 MODELS = {
-    "small_cnn": "Small network: minutes on a laptop CPU (the default)",
-    "cnn4": "Small network, one layer deeper: the CPU choice for real photographs at 32 px",
-    "resnet18": "ResNet-18: mid-sized; a GPU, or an hour or more on a CPU",
-    "resnet50": "ResNet-50: the paper's CNN; needs a GPU",
-    "vit_base_patch16_224": "ViT-B/16: the paper's transformer; needs a GPU and 224 px images",
-    OTHER_MODEL: "Another timm network (type its name below)",
+    "small_cnn": "Small CNN (default): minutes on a CPU",
+    "cnn4": "CNN, 4 blocks: for real photos on a CPU",
+    "resnet18": "ResNet-18: a GPU, or hours on a CPU",
+    "resnet50": "ResNet-50 (the paper's): needs a GPU",
+    "vit_base_patch16_224": "ViT-B/16 (the paper's): GPU, 224 px",
+    OTHER_MODEL: "Another timm network (name below)",
 }
 WEIGHT_TYPES = [s.lstrip(".") for s in (".safetensors", ".pt", ".pth", ".bin")]
 
@@ -71,10 +71,10 @@ def _images() -> dict[str, Any]:
 def _mistakes() -> dict[str, Any]:
     """How the model weighs its mistakes while it learns (the loss)."""
     st.markdown("**2 · How the model weighs its mistakes while learning**")
-    loss = st.selectbox("Method", list(rcl.LOSSES), index=list(rcl.LOSSES).index("rcl"), key="train_loss",
-                        format_func=lambda name: rcl.LOSSES[name].summary or name,
-                        help="The risk-calibrated methods use the costs set on the Severity matrix page; the "
-                             "others treat every mistake alike and are there to compare against.")
+    loss = st.radio("Method", list(rcl.LOSSES), index=list(rcl.LOSSES).index("rcl"), key="train_loss",
+                    format_func=lambda name: rcl.LOSSES[name].summary or name,
+                    help="The risk-calibrated methods use the costs set on the Severity matrix page; the "
+                         "others treat every mistake alike and are there to compare against.")
     name = st.text_input("Name for this run (optional; shown in tables and charts)", key="train_name",
                          help="For the paper's comparison, the prefix of its runs' names.")
     return {"loss": loss, "name": name.strip() or None}
@@ -153,8 +153,8 @@ def matrix_note(matrix: rcl.SeverityMatrix, loss: str) -> None:
 def grid_form(base: Callable[[], rcl.TrainConfig]) -> None:
     """A grid of runs (the paper's comparison or a custom grid) on this machine or a Ray cluster; trials
     take everything but the loss, α/β and seed from ``base`` (the form above)."""
-    with st.form("grid_form"):
-        st.subheader("Grid of runs (for ML engineers)")
+    with st.expander("Grid of runs (for ML engineers): custom losses, α/β values and seeds, on this machine "
+                     "or a Ray cluster"), st.form("grid_form"):
         g1, g2, g3 = st.columns(3)
         kind = g1.radio("Grid", ["the paper's ablation (11 methods)", "custom"], key="grid_kind")
         losses = g1.multiselect("Losses (custom grid)", list(rcl.LOSSES), default=["ce", "focal", "rcl"],
