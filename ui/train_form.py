@@ -127,7 +127,7 @@ def train_form() -> TrainForm:
         fields |= advanced
         st.caption("**When you press Launch** the run is queued and trained in the background, on this machine's "
                    "GPU if it has one, else its CPU; you may close the browser. With the defaults it takes a few "
-                   "minutes on a laptop CPU; progress and the time left appear below after the first epoch, and "
+                   "minutes on a laptop CPU; progress and the time left appear below once training starts, and "
                    "the finished run appears on every page. **The paper's comparison** trains 11 runs (4 standard "
                    "methods and 7 risk-calibrated settings) per repeat: 11 times as long.")
         b1, b2, b3 = st.columns([1, 1, 2])
