@@ -64,6 +64,7 @@ def _images() -> dict[str, Any]:
     malignant = st.text_input("Which of its diagnoses are malignant? (comma-separated; empty: recognised "
                               "from the dataset)", key="train_malignant", placeholder="melanoma,carcinoma",
                               help="A malignant case called benign is the error this tool guards against most.")
+    # Fields about the labels the model learns from belong in this section too.
     data = "synthetic" if choice == SYNTHETIC else folder.strip()
     return {"data": data, "malignant": (malignant.strip() or None) if data != "synthetic" else None}
 
