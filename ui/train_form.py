@@ -60,7 +60,8 @@ def _images() -> dict[str, Any]:
     folder = st.text_input("Folder (one sub-folder per diagnosis) or CSV file", key="train_folder",
                            placeholder="/data/ISIC2018_Task3_Training_Input",
                            help="For a folder on this machine: a sub-folder per diagnosis holding its images, "
-                                "or a CSV of image paths and diagnoses. Known public datasets are recognised.")
+                                "or a CSV of image paths and diagnoses. HAM10000 / ISIC 2018, Brain Tumor MRI, "
+                                "SICAPv2 and BreaKHis are recognised as downloaded.")
     malignant = st.text_input("Which of its diagnoses are malignant? (comma-separated; empty: recognised "
                               "from the dataset)", key="train_malignant", placeholder="melanoma,carcinoma",
                               help="A malignant case called benign is the error this tool guards against most.")
