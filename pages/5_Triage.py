@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import rcl
+from ui.charts import probability_bars
 from ui.common import current_matrix, finished_rows, guard, page, require_valid_matrix
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -112,20 +112,7 @@ with right:
     c1, c2 = st.columns(2)
     c1.metric("Answer", answer.text)
     c2.metric("P(malignant)" + ("" if result.trusted else " (untrusted)"), f"{result.malignant_probability:.2f}")
-    critical = dict(zip(loaded.taxonomy.classes, loaded.taxonomy.is_critical))
-    probs = pd.DataFrame({"class": list(result.probabilities), "probability": list(result.probabilities.values())})
-    fig = go.Figure(go.Bar(
-        x=probs["class"], y=probs["probability"],
-        marker_color=["#D55E00" if critical[c] else "#0072B2" for c in probs["class"]],
-        text=[f"{p:.2f}" for p in probs["probability"]], textposition="outside",
-        hovertemplate="%{x}: %{y:.3f}<extra></extra>",
-    ))
-    title = "Class probabilities (orange = malignant, blue = benign)"
-    if answer.referred:
-        title = ("UNTRUSTED probabilities: unlike the training images" if not result.trusted
-                 else "Probabilities for inspection only: the case is referred")
-    fig.update_layout(title=title, yaxis_range=[0, 1.1], height=300, margin={"t": 40, "b": 10, "l": 10, "r": 10})
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(probability_bars(result, loaded.taxonomy), width="stretch")
     if not answer.referred:
         costs = pd.DataFrame({"answer": list(result.expected_costs),
                               "expected cost": list(result.expected_costs.values())})

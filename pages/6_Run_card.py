@@ -5,17 +5,13 @@ from __future__ import annotations
 import streamlit as st
 
 import rcl
-from ui.common import disclaimer, finished_rows, get_run, guard, no_runs_message, page, run_picker
+from ui.common import disclaimer, finished_rows, get_run, guard, page, require_run
 
 page("Run card")
 st.write("A summary of one run for people who will not open the app: the headline figures with the cases they "
          "rest on, the error tiers, its place among runs tested on the same images, the decision and the "
          "matrices used, the recipe and the data. The HTML download prints on A4 (or save it as PDF).")
-run = run_picker()
-if run is None:
-    no_runs_message("the run card")
-    disclaimer()
-    st.stop()
+run = require_run("the run card")
 
 
 @st.cache_data(show_spinner="Writing the run card…", max_entries=16)

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import rcl
-from ui.common import disclaimer, get_run, guard, no_runs_message, page, run_picker
+from ui.common import disclaimer, get_run, guard, page, require_run
 
 MODE_LABELS = {"high-probability": "with a confidence level (Learn-then-Test)",
                "expected": "on average (conformal risk control)"}
@@ -24,11 +24,7 @@ def _resplits(path: str, target: float, mode: str, delta: float, refer_above: fl
 
 
 page("Guarantee")
-run = run_picker()
-if run is None:
-    no_runs_message("the guarantee")
-    disclaimer()
-    st.stop()
+run = require_run("the guarantee")
 
 left, middle, right = st.columns(3)
 target = left.slider("At most this share of malignant cases called benign (%)", 1, 30, 5, key="guarantee_target") / 100

@@ -16,6 +16,7 @@ class LossSpec:
 
     ``takes_matrix``: the factory needs the severity matrix; ``carries_costs``: training already
     applies the severity costs, so a Bayes decision under the full matrix would apply them twice.
+    ``summary``: what the loss does, in words for a clinician choosing one (the Train page).
     """
 
     name: str
@@ -24,17 +25,26 @@ class LossSpec:
     takes_matrix: bool = False
     carries_costs: bool = False
     takes_class_counts: bool = False
+    summary: str = ""
 
 
 _SPECS = (
-    LossSpec("ce", "CrossEntropy", aliases=("cross_entropy", "crossentropy")),
-    LossSpec("wce", "WeightedCrossEntropy", aliases=("weighted_ce", "weighted_cross_entropy"), takes_class_counts=True),
-    LossSpec("focal", "FocalLoss", aliases=("focal_loss",)),
-    LossSpec("label_smoothing", "LabelSmoothing", aliases=("labelsmoothing",)),
+    LossSpec("ce", "CrossEntropy", aliases=("cross_entropy", "crossentropy"),
+             summary="Standard: every mistake counts the same (cross-entropy, the usual baseline)"),
+    LossSpec("wce", "WeightedCrossEntropy", aliases=("weighted_ce", "weighted_cross_entropy"), takes_class_counts=True,
+             summary="Class-balanced: mistakes on rare diagnoses count more (weighted cross-entropy)"),
+    LossSpec("focal", "FocalLoss", aliases=("focal_loss",),
+             summary="Hard cases first: images the model already gets right count less (focal loss)"),
+    LossSpec("label_smoothing", "LabelSmoothing", aliases=("labelsmoothing",),
+             summary="Less over-confident: the model is taught never to be fully sure (label smoothing)"),
     LossSpec("rcl", "RiskCalibratedLoss", aliases=("risk_calibrated", "risk_calibrated_loss"),
-             takes_matrix=True, carries_costs=True),
+             takes_matrix=True, carries_costs=True,
+             summary="Risk-calibrated (recommended): each mistake weighs what the severity matrix says, "
+                     "so a missed malignancy weighs most (RCL)"),
     LossSpec("expected_risk", "ExpectedRiskLoss", aliases=("expectedrisk", "expected_risk_loss"),
-             takes_matrix=True, carries_costs=True),
+             takes_matrix=True, carries_costs=True,
+             summary="Risk-calibrated, smooth variant: weighs each answer by its expected cost under the "
+                     "severity matrix (expected risk; beyond the paper)"),
 )
 LOSSES: dict[str, LossSpec] = {spec.name: spec for spec in _SPECS}
 _SPELLINGS: dict[str, str] = {key: spec.name for spec in _SPECS for key in (spec.name, *spec.aliases)}

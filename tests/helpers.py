@@ -98,6 +98,13 @@ class RunningApp:
                 total += info.read_text().count("inotify wd:")
         return total
 
+    def usage(self) -> tuple[float, float, float]:
+        """The server's CPU seconds so far, its resident memory and its peak resident memory (MB)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{self.pid}/status").read_text().splitlines())
+        return cpu, int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
 
 @contextlib.contextmanager
 def streamlit_app(env: dict, log_path: Path, *extra: str, startup: float = 90, root: Path = ROOT) -> Iterator[RunningApp]:

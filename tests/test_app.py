@@ -334,6 +334,16 @@ def test_matrix_load_json(with_runs):
     assert any("not a usable severity matrix" in e.value for e in at.error)
 
 
+def test_matrix_page_explains_presets_and_penalties_in_words():
+    at = app("matrix").run()
+    no_exception(at)
+    isic = rcl.preset("isic2018")
+    assert at.selectbox(key="taxonomy_choice").format_func("isic2018") == (
+        f"isic2018 (preset: {len(isic.classes)} diagnoses, malignant: {', '.join(isic.malignant)})")
+    assert "How much worse is a missed malignancy than a false alarm?" in at.slider(key="beta_slider").help
+    assert "How much worse is a false alarm" in at.slider(key="alpha_slider").help
+
+
 def test_matrix_custom_taxonomy(with_runs):
     at = app("matrix").run()
     at.selectbox(key="taxonomy_choice").set_value("custom").run()
@@ -613,6 +623,23 @@ def test_train_page_names_the_current_matrix(with_runs):
     at = app("train").run()
     no_exception(at)
     assert rcl.matrix_caption(rcl.SeverityMatrix.from_penalties(rcl.preset("isic2018"))) in texts(at)
+
+
+def test_train_page_speaks_plainly_and_folds_the_engineers_settings():
+    at = app("train").run()
+    no_exception(at)
+    method = at.radio(key="train_loss")
+    assert method.value == "rcl" and method.format_func("rcl") == rcl.LOSSES["rcl"].summary
+    assert "a missed malignancy costs **20**, a false alarm **5**" in texts(at)
+    advanced = next(e for e in at.expander if e.label.startswith("Advanced (for ML engineers)"))
+    inside = {w.key for kind in ("selectbox", "number_input", "slider") for w in getattr(advanced, kind)}
+    assert {"train_model", "train_image_size", "train_epochs", "train_lr", "train_label_noise"} <= inside
+    assert at.selectbox(key="train_model").value == "small_cnn" and at.number_input(key="train_epochs").value == 5
+    assert "does not use the severity matrix" not in texts(at)
+    plain = app("train")
+    plain.session_state["train_loss"] = "ce"
+    plain.run()
+    assert "does not use the severity matrix" in texts(plain) and "missed malignancy costs" not in texts(plain)
 
 
 def test_guarantee_page_refuses_then_guarantees(with_runs):

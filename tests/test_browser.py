@@ -196,6 +196,7 @@ def test_failed_jobs_reason_on_the_train_page(server, browser, shots):
     alert.first.wait_for(timeout=60_000)
     assert "pass --weights FILE" in alert.first.inner_text()
     assert "exited with code 2" in alert.first.inner_text()
+    page.locator('[data-testid="stExpander"] summary').filter(has_text="Advanced (for ML engineers)").first.click()
     page.get_by_text("…or a weights file").first.wait_for(timeout=10_000)  # and the way to give one
     snap(page, "train_failed_job", shots)
     assert_no_exception(page, "train with a failed job")

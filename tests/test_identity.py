@@ -167,9 +167,10 @@ def test_config_file_spelling_trains_cost_sensitive(spelling, tmp_path):
 
 
 def submit_from_train_page(monkeypatch, loss: str, matrix: SeverityMatrix, folder: str | None = None,
-                           malignant: str = "") -> dict:
+                           malignant: str = "", more=None) -> dict:
     """Set the matrix as the Severity page would, choose ``loss`` (and a ``folder`` with its
-    ``malignant`` classes) on the Train page, press Launch; return the submitted job's config."""
+    ``malignant`` classes, and whatever ``more(at)`` sets) on the Train page, press Launch; return
+    the submitted job's config."""
     from streamlit.testing.v1 import AppTest
 
     from rcl import jobs
@@ -178,13 +179,15 @@ def submit_from_train_page(monkeypatch, loss: str, matrix: SeverityMatrix, folde
     at = AppTest.from_file(str(ROOT / "pages" / "2_Train.py"), default_timeout=90)
     at.session_state["matrix"] = matrix
     at.run()
-    at.selectbox(key="train_loss").set_value(loss)
+    at.radio(key="train_loss").set_value(loss)
     at.number_input(key="train_epochs").set_value(1)
     at.number_input(key="train_image_size").set_value(32)
     if folder is not None:
         at.radio(key="train_data_choice").set_value("a folder on this machine")
         at.text_input(key="train_folder").set_value(folder)
         at.text_input(key="train_malignant").set_value(malignant)
+    if more is not None:
+        more(at)
     at.button[0].click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     (job,) = jobs.JobStore().list()
@@ -210,6 +213,22 @@ def test_train_page_submits_the_malignant_classes_of_a_folder(monkeypatch, tmp_p
     config = submit_from_train_page(monkeypatch, "ce", SeverityMatrix.from_penalties(preset("isic2018")),
                                     folder=str(tmp_path), malignant=" carcinoma ")
     assert config["data"] == str(tmp_path) and config["malignant"] == ["carcinoma"]
+
+
+def miss_20_percent(at) -> None:
+    at.selectbox(key="train_label_noise").set_value("miss")
+    at.slider(key="train_noise_rate").set_value(20)
+
+
+@pytest.mark.parametrize("more, expected", [(None, None), (miss_20_percent, "miss:0.2")])
+def test_train_page_submits_label_noise_only_when_chosen(monkeypatch, more, expected):
+    config = submit_from_train_page(monkeypatch, "rcl", SeverityMatrix.from_penalties(preset("isic2018")), more=more)
+    assert config["label_noise"] == expected and (config["epochs"], config["image_size"]) == (1, 32)
+
+
+def test_every_loss_is_explained_in_words_for_the_train_page():
+    assert all(spec.summary and spec.name not in ("", spec.summary) for spec in LOSSES.values())
+    assert all("matrix" in spec.summary for spec in COSTLY)  # the ones that use the Severity page's costs say so
 
 
 @pytest.mark.slow

@@ -115,6 +115,16 @@ def run_picker(label: str = "Run", key: str = "run_picker", sidebar: bool = True
         return None
 
 
+def require_run(what: str) -> rcl.Run:
+    """The selected run (sidebar picker); with none, say how to get one and stop the page."""
+    run = run_picker()
+    if run is None:
+        no_runs_message(what)
+        disclaimer()
+        st.stop()
+    return run
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def _split_rows_cached(root: str, signature: tuple) -> list[dict]:
     return rcl.with_splits(rcl.run_rows(root))
