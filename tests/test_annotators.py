@@ -268,6 +268,22 @@ def test_loader_yields_soft_targets_and_majority_mode_does_not(tmp_path):
     assert (majority_data.votes == data.votes).all()
 
 
+def test_injected_flips_override_the_votes_they_contradict(tmp_path):
+    from rcl.config import TrainConfig
+    from rcl.engine import load_run_data
+
+    csv = write_csv(tmp_path / "data", three_readers(40))
+    config = TrainConfig(data=str(csv), malignant=["mel", "bcc"], model="small_cnn", image_size=32,
+                         label_noise="miss:0.5", device="cpu").check()
+    data = load_run_data(config)
+    flipped = np.isin(data.ids, [f["id"] for f in data.label_noise["samples"]])
+    assert flipped.sum() == data.label_noise["flipped"] > 0
+    assert data.info["annotators"]["relabelled"] == flipped.sum()
+    np.testing.assert_array_equal(data.targets[flipped], np.eye(4)[data.labels[flipped]])
+    np.testing.assert_allclose(data.targets[~flipped], data.votes[~flipped] / data.votes[~flipped].sum(1, keepdims=True),
+                               rtol=1e-6)
+
+
 def test_audit_reports_agreement(tmp_path, capsys):
     csv = write_csv(tmp_path, three_readers(20))
     assert main(["audit", str(csv), "--malignant", "mel,bcc", "--no-near", "--json"]) == 0
@@ -275,3 +291,16 @@ def test_audit_reports_agreement(tmp_path, capsys):
     assert report["samples"] == 20 and report["unanimous_share"] == pytest.approx(1 - 6 / 20)
     assert main(["audit", str(csv), "--malignant", "mel,bcc", "--no-near"]) == 0
     assert "Fleiss' kappa" in capsys.readouterr().out
+
+
+def test_a_sweep_still_finds_a_finished_run_saved_before_these_fields(tmp_path):
+    from helpers import write_run
+
+    from rcl import grid
+    from rcl.config import TrainConfig
+
+    [trial] = grid.plan(grid.grid_configs(TrainConfig(epochs=1), grid.custom_methods(["ce"]), seeds=[0]), tmp_path)
+    write_run(trial.run_dir)
+    older = {k: v for k, v in trial.config.to_dict().items() if k not in ("targets", "label_columns")}
+    (trial.run_dir / "config.json").write_text(json.dumps({"train": older}))
+    assert grid.split_finished([trial]) == ([], [trial])
