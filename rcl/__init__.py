@@ -19,7 +19,7 @@ from rcl.decision import decide, expected_costs, frontier, redecide, sweep
 from rcl.decision_scale import scaled_matrix, tune_decision_scale
 from rcl.errors import debug_enabled, user_message
 from rcl.errors import explain as explain_error
-from rcl.metrics import TIERS, Evaluation, evaluate, pareto_front
+from rcl.metrics import TIERS, Evaluation, evaluate, expected_cer, pareto_front
 from rcl.paper import PAPER_RESULTS
 from rcl.paths import home, models_dir, save_weights_file
 from rcl.referral import ReferralRule, apply_referral, fit_referral, referral_report
@@ -40,7 +40,7 @@ from rcl.text import (
     rate_with_count,
     signed,
 )
-from rcl.uncertainty import bootstrap_ci, paired_difference
+from rcl.uncertainty import bootstrap_ci, expected_cer_ci, paired_difference
 
 __version__ = "0.1.0"
 
@@ -141,6 +141,8 @@ __all__ = [
     "decision_rule",
     "evaluate",
     "expected_calibration_error",
+    "expected_cer",
+    "expected_cer_ci",
     "expected_costs",
     "fit_referral",
     "fit_temperature",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from rcl.atomic import write_json
 from rcl.data.layouts import SYNTHETIC
+from rcl.data.votes import TARGET_MODES
 from rcl.loss_registry import LOSSES, canonical_loss
 from rcl.selection import SELECTION_RULES
 from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, SeverityMatrix, validate_matrix
@@ -61,6 +62,11 @@ class TrainConfig:
     taxonomy: dict | None = option(None, "a taxonomy JSON file (classes and which are malignant)", cli="file")
     malignant: list[str] | None = option(None, "the malignant classes of a folder-per-class dataset, e.g. "
                                                "'melanoma,carcinoma' (the other classes are benign)", cli="list")
+    # several annotators (rcl/data/votes.py)
+    label_columns: list[str] | None = option(None, "a CSV's annotator columns, e.g. 'reader1,reader2,reader3' "
+                                                   "(default: found by name, or 'mel|nv' cells)", cli="list")
+    targets: str = option("soft", "with several annotators: train on their vote distribution (soft) or on the "
+                                  "majority label", choices=lambda: list(TARGET_MODES))
     val_fraction: float = option(0.15, "share of the samples held out for validation")
     test_fraction: float = option(0.15, "share of the samples held out for testing")
     limit: int | None = option(None, "use at most N samples (stratified), for quick runs")
@@ -113,6 +119,8 @@ class TrainConfig:
             self.image_size = int(self.image_size)  # "--image-size 64" arrives as text (the field also takes "auto")
         if isinstance(self.malignant, str):
             self.malignant = [name.strip() for name in self.malignant.split(",") if name.strip()]
+        if isinstance(self.label_columns, str):
+            self.label_columns = [name.strip() for name in self.label_columns.split(",") if name.strip()]
 
     @classmethod
     def from_matrix(cls, matrix: SeverityMatrix | None = None, base: TrainConfig | dict | None = None,
@@ -150,6 +158,12 @@ class TrainConfig:
         if self.malignant is not None and (not isinstance(self.malignant, list) or not self.malignant
                                            or not all(isinstance(m, str) and m for m in self.malignant)):
             raise ValueError(f"malignant must name at least one class, e.g. 'melanoma,carcinoma'; got {self.malignant!r}")
+        if self.label_columns is not None and (not isinstance(self.label_columns, list) or not self.label_columns
+                                               or not all(isinstance(c, str) and c for c in self.label_columns)):
+            raise ValueError(f"label_columns must name at least one column, e.g. 'reader1,reader2'; got "
+                             f"{self.label_columns!r}")
+        if self.targets not in TARGET_MODES:
+            raise ValueError(f"targets must be one of: {', '.join(TARGET_MODES)}; got {self.targets!r}")
         taxonomy = self.resolved_taxonomy()
         if self.matrix is not None:
             if taxonomy is None:

@@ -19,9 +19,10 @@ from torch.utils.data import DataLoader
 
 from rcl import data as rdata
 from rcl.config import TrainConfig
+from rcl.data.votes import run_votes
 from rcl.labels.noise import apply_label_noise
 from rcl.labels.review import apply_label_corrections, corrections_summary
-from rcl.losses import loss_spec, make_loss
+from rcl.losses import check_soft_targets, loss_spec, make_loss
 from rcl.models import place_batch
 from rcl.severity import severity_matrix, validate_matrix
 from rcl.taxonomy import Taxonomy
@@ -42,12 +43,16 @@ class RunData:
     label_noise: dict | None = None  # the flips applied to train labels (label_noise.json), if any
     label_corrections: dict | None = None  # reviewed labels applied in every split (label_corrections.json), if any
     groups: np.ndarray | None = None  # (N,) patient/lesion id or None per sample (folds keep groups whole)
+    votes: np.ndarray | None = None  # (N, K) several annotators' vote counts, when the data has them
+    targets: np.ndarray | None = None  # (N, K) float32 soft training targets (vote shares), when used
 
 
 def load_run_data(config: TrainConfig) -> RunData:
     """Dataset → readable samples → leakage-safe splits (the data issue's guarantees)."""
     table = rdata.load_dataset(config.data, preset=config.preset, taxonomy=config.resolved_taxonomy(),
-                               malignant=config.malignant)
+                               malignant=config.malignant, label_columns=config.label_columns)
+    if table.votes is not None and config.targets == "soft":
+        check_soft_targets(config.loss)  # before any image is decoded
     if config.limit is not None and config.limit < len(table.samples):
         table = rdata.subsample(table, config.limit, seed=config.seed)
     prepared = rdata.prepare(table, config.image_size)
@@ -63,6 +68,8 @@ def load_run_data(config: TrainConfig) -> RunData:
                                                 config.label_corrections, table.taxonomy)
     labels, noise = apply_label_noise(labels, samples["id"].to_numpy(), splits["train"],
                                       config.label_noise, table.taxonomy, config.seed)
+    # several annotators: soft targets from the votes, after every step that changes a label
+    votes, targets, annotators = run_votes(table, labels, config.targets)
     info = {
         "name": table.name,
         "layout": table.layout,
@@ -77,6 +84,8 @@ def load_run_data(config: TrainConfig) -> RunData:
         "warnings": table.warnings + prepared.warnings,
         **({"label_corrections": corrections_summary(corrected)} if corrected else {}),
     }
+    if annotators is not None:
+        info["annotators"] = annotators
     return RunData(
         taxonomy=table.taxonomy,
         images=prepared.images,
@@ -87,6 +96,8 @@ def load_run_data(config: TrainConfig) -> RunData:
         label_noise=noise,
         label_corrections=corrected,
         groups=samples["group"].to_numpy(),
+        votes=votes,
+        targets=targets,
     )
 
 
@@ -130,10 +141,12 @@ class Precision:
 
 def make_loader(run_data: RunData, split: str, config: TrainConfig, device: torch.device,
                 generator: torch.Generator | None = None, training: bool | None = None) -> DataLoader:
-    """Shuffled and augmented for training (the train split by default), else in order, plain."""
+    """Shuffled and augmented for training (the train split by default), else in order, plain.
+    A training loader yields the soft targets when the run has them, else the labels."""
     index = run_data.splits[split]
     training = split == "train" if training is None else training
-    dataset = rdata.ImageArrayDataset(run_data.images, run_data.labels, train=training, indices=index,
+    targets = run_data.targets if training and run_data.targets is not None else run_data.labels
+    dataset = rdata.ImageArrayDataset(run_data.images, targets, train=training, indices=index,
                                       augment=config.augment)
     return DataLoader(
         dataset,

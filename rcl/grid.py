@@ -180,7 +180,9 @@ def _same_config(trial: Trial) -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     mine = trial.config.to_dict()
-    return all(saved.get(key) == mine[key] for key in mine if key not in EXECUTION_FIELDS)
+    # A field newer than the saved run is absent from its config.json: it trained with the default.
+    defaults = TrainConfig.from_dict({}).to_dict()
+    return all(saved.get(key, defaults[key]) == mine[key] for key in mine if key not in EXECUTION_FIELDS)
 
 
 def refuse_busy(trials: Sequence[Trial], executor: str, store: JobStore) -> None:

@@ -1,4 +1,5 @@
-"""Safety and accuracy metrics (docs/FORMULAS.md): CER, F1-macro, accuracy, error tiers, Pareto front.
+"""Safety and accuracy metrics (docs/FORMULAS.md): CER, F1-macro, accuracy, error tiers, Pareto front,
+and the expected CER under several annotators' votes.
 
 Small pure functions on label arrays, in the style of scikit-learn: validate strictly, then
 compute. Every number is derived from the K × K confusion counts (one ``np.bincount``): that is
@@ -147,6 +148,33 @@ def evaluate(y_true, y_pred, taxonomy: Taxonomy) -> Evaluation:
         confusion=confusion.tolist(),
         classes=list(taxonomy.classes),
     )
+
+
+def expected_misses(votes, y_pred, taxonomy: Taxonomy) -> tuple[np.ndarray, np.ndarray]:
+    """Per case, under its annotators' votes: the expected under-call (the vote share of the classes
+    the prediction under-calls) and the expected malignant weight (the malignant vote share).
+
+    ``votes``: (N, K) vote counts or shares, each row with at least one vote. With one vote per
+    case these are CER's own Type II indicator and malignant indicator.
+    """
+    votes = np.asarray(votes, dtype=np.float64)
+    y_pred = as_labels(y_pred, taxonomy, "y_pred")
+    if votes.ndim != 2 or votes.shape != (y_pred.size, taxonomy.num_classes):
+        raise ValueError(f"votes must be (N, K) = ({y_pred.size}, {taxonomy.num_classes}), got shape {votes.shape}")
+    totals = votes.sum(axis=1, keepdims=True)
+    if not np.isfinite(votes).all() or (votes < 0).any() or (totals <= 0).any():
+        raise ValueError("votes must be finite, non-negative, with at least one vote per case")
+    shares = votes / totals
+    under_call = (tier_matrix(taxonomy) == 3)[:, y_pred].T  # (N, K): would truth k make ŷ_i a Type II?
+    return (shares * under_call).sum(axis=1), shares[:, np.asarray(taxonomy.is_critical)].sum(axis=1)
+
+
+def expected_cer(votes, y_pred, taxonomy: Taxonomy) -> float | None:
+    """The CER when each case's truth is one of its annotators, drawn in proportion to their votes:
+    expected Type II errors / expected malignant cases (docs/FORMULAS.md). ``None`` when no vote is
+    malignant. Equals :func:`evaluate`'s CER when every case has one vote (or a unanimous one)."""
+    misses, malignant = expected_misses(votes, y_pred, taxonomy)
+    return float(misses.sum() / malignant.sum()) if malignant.sum() > 0 else None
 
 
 def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:

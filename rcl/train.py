@@ -232,8 +232,9 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
             epoch_logits[split].append(predict_logits(kept, loaders[split], device, precision))
         val_logits, val_labels = epoch_logits["val"][-1], run_data.labels[run_data.splits["val"]]
         metrics = argmax_metrics(val_logits, val_labels, taxonomy, costs)
+        val_targets = val_labels if run_data.targets is None else run_data.targets[run_data.splits["val"]]
         row.update(val_loss=float(loss_fn(torch.from_numpy(val_logits).to(device),
-                                          torch.from_numpy(val_labels).to(device)).item()),
+                                          torch.from_numpy(val_targets).to(device)).item()),
                    val_cer=metrics["cer"], val_f1_macro=metrics["f1_macro"],
                    val_accuracy=metrics["accuracy"], val_expected_cost=metrics["expected_cost"])
         row["seconds"] = round(time.perf_counter() - began, 3)
@@ -268,6 +269,8 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
             arrays.update({f"{split}_logits": logits.astype(np.float32),
                            f"{split}_probs": softmax(logits).astype(np.float32),
                            f"{split}_labels": run_data.labels[index], f"{split}_ids": run_data.ids[index]})
+            if run_data.votes is not None:  # the annotators' votes, for the expected CER
+                arrays[f"{split}_votes"] = run_data.votes[index]
     posthoc.save_predictions(work, arrays)
     posthoc.save_features(work, features, run_data.labels[run_data.splits["train"]])
 

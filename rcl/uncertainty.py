@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from rcl.metrics import as_labels, confusion_counts, f1_macro_from_confusion, tier_matrix
+from rcl.metrics import as_labels, confusion_counts, expected_misses, f1_macro_from_confusion, tier_matrix
 from rcl.taxonomy import Taxonomy
 
 METRICS = ("cer", "f1_macro", "accuracy")
@@ -130,6 +130,30 @@ def bootstrap_ci(
         low, high, used = percentile_interval(resampled[name], confidence) if value is not None else (None, None, 0)
         result[name] = {"value": value, "low": low, "high": high, "resamples_used": used}
     return result
+
+
+def expected_cer_ci(votes, y_pred, taxonomy: Taxonomy, n_resamples: int = 1000, confidence: float = 0.95,
+                    seed: int | None = 0) -> dict:
+    """The expected CER under the annotators' votes (:func:`rcl.metrics.expected_cer`) with a
+    percentile bootstrap interval over cases, and the expected counts it rests on.
+
+    Each case carries a fractional miss and malignant weight, so the confusion-count shortcut of
+    :func:`bootstrap_ci` does not apply: cases are resampled directly (multinomial counts per case,
+    in chunks of 100 resamples so memory stays O(100·N)).
+    """
+    n_resamples, confidence = _check_settings(n_resamples, confidence)
+    misses, malignant = expected_misses(votes, y_pred, taxonomy)
+    n = misses.size
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for start in range(0, n_resamples, 100):
+        weights = rng.multinomial(n, np.full(n, 1 / n), size=min(100, n_resamples - start))
+        found = weights @ malignant
+        ratios.append(np.divide(weights @ misses, found, out=np.full(found.shape, np.nan), where=found > 0))
+    value = float(misses.sum() / malignant.sum()) if malignant.sum() > 0 else None
+    low, high, used = percentile_interval(np.concatenate(ratios), confidence) if value is not None else (None, None, 0)
+    return {"value": value, "low": low, "high": high, "resamples_used": used, "n": int(n),
+            "expected_misses": round(float(misses.sum()), 4), "expected_malignant": round(float(malignant.sum()), 4)}
 
 
 def paired_difference(

@@ -154,9 +154,23 @@ def test_lines(metrics: dict) -> list[str]:
     decision = metrics.get("decision", {})
     rows = [(default_decision_name(float(decision.get("scale", 1.0))), decision["test"])] if "test" in decision else []
     lines = [f"test, {figures_line(name, t)}" for name, t in [*rows, (ARGMAX, metrics["test"])]]
+    if "annotators" in metrics:
+        lines.append(annotators_line(metrics["annotators"]))
     if "abstention" in metrics:
         lines.append(f"test {abstention_line(metrics['abstention'])}")
     return lines
+
+
+def annotators_line(report: dict) -> str:
+    """The expected CER under several annotators' votes (``metrics.json["annotators"]``) in one line."""
+    from rcl.text import ci_text, pct
+
+    def figure(entry: dict) -> str:
+        return (f"{ci_text(entry['value'], entry['low'], entry['high'], pct)} "
+                f"(expected {entry['expected_misses']:.1f} of {entry['expected_malignant']:.1f} malignant cases missed)")
+
+    return (f"test, expected CER under the annotators' votes: {figure(report['default_decision'])} with the run's "
+            f"default decision; {figure(report['argmax'])} with argmax")
 
 
 def add_evaluate(p: argparse.ArgumentParser) -> None:

@@ -22,6 +22,7 @@ from rcl.data.splits import (
     perceptual_hashes,
 )
 from rcl.data.table import DatasetTable
+from rcl.data.votes import agreement, agreement_lines
 
 _EXAMPLES = 20  # how many file names each finding lists
 
@@ -48,6 +49,7 @@ class AuditReport:
     unreadable: list[tuple[str, str]]
     skipped: list[tuple[str, str]]
     warnings: list[str] = field(default_factory=list)
+    annotators: dict | None = None  # several annotators' agreement (rcl.data.votes.agreement), when voted
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,6 +77,8 @@ class AuditReport:
             lines.append(f"groups in both {pair}: {count}")
         lines.append(f"unreadable files: {len(self.unreadable)}; skipped while listing: {len(self.skipped)}")
         lines += [f"  {path}: {reason}" for path, reason in (self.unreadable + self.skipped)[:_EXAMPLES]]
+        if self.annotators is not None:
+            lines += agreement_lines(self.annotators)
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -182,4 +186,6 @@ def audit(table: DatasetTable, splits: dict[str, np.ndarray] | None = None, seed
         near_duplicate_examples=near_examples, group_overlap=overlap,
         n_groups=int(samples["group"].nunique()) if has_groups else None,
         unreadable=sorted(unreadable.items()), skipped=list(table.skipped), warnings=warnings,
+        annotators=None if table.votes is None else {**agreement(table.votes, table.taxonomy),
+                                                     "source": table.vote_source},
     )

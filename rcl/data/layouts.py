@@ -8,7 +8,8 @@ Layouts are detected from the files, in this order (the first that fits wins):
 - Brain Tumor MRI and any ``Training/``+``Testing/`` tree of class folders (the dataset's own split);
 - SICAPv2: ``images/`` + ``partition/**/{Train,Test}.xlsx`` (one-hot NC, G3, G4, G5);
 - BreaKHis: ``.../{benign,malignant}/SOB/<subtype>/<patient>/<mag>X/*.png`` (group = patient);
-- generic: a class-per-folder tree, or a CSV of (path, label[, group][, split]).
+- generic: a class-per-folder tree, or a CSV of (path, label[, group][, split]); a CSV may give
+  several annotators' labels instead of one (:mod:`rcl.data.votes`).
 
 Labels always go through ``Taxonomy.index`` (case-insensitive, aliases), so "no_tumor" and
 "notumor" are one class and an unknown label is an error naming it rather than a silent new class.
@@ -26,12 +27,13 @@ import pandas as pd
 
 from rcl.data.checks import announce, empty_class_warnings, skipped_warnings
 from rcl.data.table import IMAGE_EXTENSIONS, DatasetTable, make_samples
+from rcl.data.votes import raw_names, row_votes, vote_columns, vote_source, votes_and_majority
 from rcl.errors import UserError
 from rcl.taxonomy import PRESETS, Taxonomy, normalise_name
 from rcl.taxonomy import preset as get_preset
 
 SYNTHETIC = "synthetic"
-Row = tuple[Path, str, "str | None", "str | None"]  # (absolute path, raw label, group, split)
+Row = tuple[Path, "str | tuple", "str | None", "str | None"]  # (path, raw label or votes, group, split)
 ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 SICAP_CLASSES = ("NC", "G3", "G4", "G5")
 TRAIN_NAMES = {"training", "train"}
@@ -223,13 +225,16 @@ def _pick(columns: Iterable[str], names: Sequence[str]) -> str | None:
     return next((lower[n] for n in names if n in lower), None)
 
 
-def _read_csv(csv: Path) -> tuple[list[Row], list]:
-    """A CSV of (path, label[, group][, split]); paths relative to the CSV's folder."""
+def _read_csv(csv: Path, label_columns=None) -> tuple[list[Row], list]:
+    """A CSV of (path, label[, group][, split]), or of (path, several annotators' labels...);
+    paths relative to the CSV's folder."""
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
     path_col, label_col = _pick(frame.columns, PATH_COLUMNS), _pick(frame.columns, LABEL_COLUMNS)
-    if path_col is None or label_col is None:
+    vote_cols = vote_columns(frame, csv.name, label_col, label_columns)
+    if path_col is None or (label_col is None and not vote_cols):
         raise ValueError(f"{csv.name} needs a path column ({', '.join(PATH_COLUMNS)}) and a label column "
-                         f"({', '.join(LABEL_COLUMNS)}); it has: {', '.join(frame.columns)}")
+                         f"({', '.join(LABEL_COLUMNS)}) or several annotators' columns (--label-columns A,B,C); "
+                         f"it has: {', '.join(frame.columns)}")
     group_col, split_col = _pick(frame.columns, GROUP_COLUMNS), _pick(frame.columns, ("split", "subset"))
     root = csv.parent
     rows: list[Row] = []
@@ -243,7 +248,11 @@ def _read_csv(csv: Path) -> tuple[list[Row], list]:
         if split_col is not None:
             value = record[split_col].strip().lower()
             split = "test" if value in TEST_NAMES else ("train" if value else None)
-        rows.append((path, record[label_col], (record[group_col] or None) if group_col else None, split))
+        label = row_votes(record, vote_cols) if vote_cols else record[label_col]
+        if not label:
+            skipped.append((record[path_col], f"no vote in {', '.join(vote_cols)}"))
+            continue
+        rows.append((path, label, (record[group_col] or None) if group_col else None, split))
     return rows, skipped
 
 
@@ -302,7 +311,7 @@ def _magnification(value) -> int | None:
 
 
 # -- detection ----------------------------------------------------------------------------------
-def _detect(path: Path, magnification: int | None, wrapper_ok: bool = True):
+def _detect(path: Path, magnification: int | None, wrapper_ok: bool = True, label_columns=None):
     """(root, layout, rows, skipped, default preset) for a folder or file."""
     if path.is_file():
         if path.suffix.lower() != ".csv":
@@ -312,7 +321,7 @@ def _detect(path: Path, magnification: int | None, wrapper_ok: bool = True):
             return path.parent, "ham10000", *_read_ham(path), "isic2018"
         if "image" in columns and {c.upper() for c in columns} >= set(ISIC_CLASSES):
             return path.parent, "isic2018_groundtruth", *_read_isic_groundtruth(path.parent, [path]), "isic2018"
-        return path.parent, "csv", *_read_csv(path), None
+        return path.parent, "csv", *_read_csv(path, label_columns), None
 
     ham = _find(path, lambda n: n == "HAM10000_metadata.csv", 0)
     if ham:
@@ -334,25 +343,26 @@ def _detect(path: Path, magnification: int | None, wrapper_ok: bool = True):
     if subdirs:
         if len(subdirs) == 1 and wrapper_ok:  # a zip that unpacked into one wrapper folder
             try:
-                return _detect(subdirs[0], magnification, wrapper_ok=False)
+                return _detect(subdirs[0], magnification, wrapper_ok=False, label_columns=label_columns)
             except ValueError:
                 pass
         skipped: list = []
         return path, "class_folders", _read_class_folders(path, None, skipped), skipped, None
     csvs = sorted(p for p in path.glob("*.csv") if _visible(p.name))
     if len(csvs) == 1:
-        return path, "csv", *_read_csv(csvs[0]), None
+        return path, "csv", *_read_csv(csvs[0], label_columns), None
     raise ValueError(f"no images found in {str(path)!r}: expected class sub-folders, a CSV of (path, label), "
                      "or a known layout (HAM10000, ISIC 2018, Brain Tumor MRI, BreaKHis, SICAPv2)")
 
 
 def load_dataset(source, preset: str | None = None, taxonomy=None, *, malignant=None,
-                 magnification=None) -> DatasetTable:
+                 magnification=None, label_columns=None) -> DatasetTable:
     """List a dataset: the synthetic default (``"synthetic"``), a folder or a CSV.
 
     ``taxonomy`` (a Taxonomy, its dict or a JSON file) beats ``malignant`` (names of the malignant
     classes, a list or "A,B") beats ``preset`` beats the layout's own preset; a generic tree whose
     folder names fit exactly one preset uses it. ``magnification`` (40/100/200/400) filters BreaKHis.
+    ``label_columns`` (a list or "A,B") names a CSV's annotator columns (:mod:`rcl.data.votes`).
     """
     magnification = _magnification(magnification)
     if str(source).strip().lower() == SYNTHETIC:
@@ -360,6 +370,8 @@ def load_dataset(source, preset: str | None = None, taxonomy=None, *, malignant=
 
         if magnification is not None:
             raise ValueError("--magnification only applies to BreaKHis")
+        if label_columns:
+            raise ValueError("--label-columns only applies to a CSV dataset, not to the synthetic set")
         root = materialize()
         rows = _read_class_folders(root)
         tax = _taxonomy([], taxonomy, preset, malignant, "isic2018", SYNTHETIC)
@@ -368,14 +380,17 @@ def load_dataset(source, preset: str | None = None, taxonomy=None, *, malignant=
     if not path.exists():
         raise ValueError(f"dataset folder {str(source)!r} does not exist")
     path = path.resolve()
-    root, layout, rows, skipped, default = _detect(path, magnification)
+    root, layout, rows, skipped, default = _detect(path, magnification, label_columns=label_columns)
     if magnification is not None and layout != "breakhis":
         raise ValueError(f"--magnification only applies to BreaKHis, but {str(source)!r} is a {layout} layout")
+    if label_columns and layout != "csv":
+        raise ValueError(f"--label-columns only applies to a CSV of (path, labels), but {str(source)!r} is a "
+                         f"{layout} layout")
     if not rows:
         raise ValueError(f"no images found in {str(source)!r} ({layout} layout)"
                          + (f"; {len(skipped)} file(s) skipped, e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""))
     name = root.name if layout != "csv" else Path(source).stem
-    tax = _taxonomy([r[1] for r in rows], taxonomy, preset, malignant, default, name)
+    tax = _taxonomy(raw_names(r[1] for r in rows), taxonomy, preset, malignant, default, name)
     if layout == "train_test_folders" and tax.name == "brain_mri":
         layout = "brain_mri"
     return _table(name, root, layout, tax, rows, skipped)
@@ -383,18 +398,23 @@ def load_dataset(source, preset: str | None = None, taxonomy=None, *, malignant=
 
 def _table(name, root: Path, layout: str, taxonomy: Taxonomy, rows: list[Row], skipped: list,
            synthetic: bool = False) -> DatasetTable:
-    """Map raw labels through the taxonomy (once per distinct spelling) and build the table."""
+    """Map raw labels through the taxonomy (once per distinct spelling) and build the table; with
+    several annotators' votes, the label is their majority (``rcl.data.votes.majority``)."""
     index: dict[str, int] = {}
-    for raw in {r[1] for r in rows}:
+    for raw in set(raw_names(r[1] for r in rows)):
         try:
             index[raw] = taxonomy.index(raw)
         except ValueError as exc:
-            raise ValueError(f"{layout} dataset {str(root)!r}: label {raw!r} is not a class of taxonomy "
+            column = vote_source([r[1] for r in rows], raw)
+            where = f"label {raw!r}" if column is None else f"column {column!r} has {raw!r}, which"
+            raise ValueError(f"{layout} dataset {str(root)!r}: {where} is not a class of taxonomy "
                              f"{taxonomy.name!r} ({', '.join(taxonomy.classes)}); pass --taxonomy or "
                              f"--malignant to describe this dataset's classes") from exc
-    samples = make_samples(root, [(p, index[label], group, split) for p, label, group, split in rows])
+    votes, labels, source = votes_and_majority([r[1] for r in rows], index, taxonomy)
+    samples = make_samples(root, [(p, int(label), group, split) for (p, _, group, split), label in zip(rows, labels)],
+                           votes=votes)
     skipped = [(str(p), str(r)) for p, r in skipped]
     notes = announce(skipped_warnings(skipped, len(rows) + len(skipped))
                      + empty_class_warnings(samples["label"].to_numpy(), taxonomy))
     return DatasetTable(name=name, root=root, layout=layout, taxonomy=taxonomy, samples=samples,
-                        skipped=skipped, synthetic=synthetic, warnings=notes)
+                        skipped=skipped, synthetic=synthetic, warnings=notes, vote_source=source)

@@ -29,7 +29,9 @@ class DatasetTable:
     (patient/lesion id that must not straddle splits, or None), ``split`` ('train'/'test' when the
     dataset defines its own held-out set, else None). ``skipped`` lists files the reader saw but
     could not use, with the reason, so the user learns about them instead of losing them silently;
-    ``warnings`` says what looks wrong with the data (:mod:`rcl.data.checks`).
+    ``warnings`` says what looks wrong with the data (:mod:`rcl.data.checks`). With several
+    annotators, ``samples`` also has ``votes`` (each row's K vote counts; ``label`` is their
+    majority) and ``vote_source`` says where the votes came from (:mod:`rcl.data.votes`).
     """
 
     name: str
@@ -40,6 +42,7 @@ class DatasetTable:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     synthetic: bool = False
     warnings: list[str] = field(default_factory=list)
+    vote_source: str | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -48,14 +51,22 @@ class DatasetTable:
     def labels(self) -> np.ndarray:
         return self.samples["label"].to_numpy(dtype=np.int64)
 
+    @property
+    def votes(self) -> np.ndarray | None:
+        """(N, K) annotators' vote counts, or None when each sample has one label."""
+        if "votes" not in self.samples:
+            return None
+        return np.array(self.samples["votes"].tolist(), dtype=np.int64).reshape(len(self.samples), -1)
+
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=self.taxonomy.num_classes)
         return {c: int(n) for c, n in zip(self.taxonomy.classes, counts)}
 
 
-def make_samples(root: Path, rows: list[tuple[Path, int, str | None, str | None]]) -> pd.DataFrame:
-    """The ``samples`` frame from (absolute path, label, group, split) rows, sorted by id so that
-    the table (and so every split) does not depend on the file system's listing order."""
+def make_samples(root: Path, rows: list[tuple[Path, int, str | None, str | None]], votes=None) -> pd.DataFrame:
+    """The ``samples`` frame from (absolute path, label, group, split) rows (and each row's vote
+    counts, when given), sorted by id so that the table (and so every split) does not depend on
+    the file system's listing order."""
     root = Path(root)
     frame = pd.DataFrame(
         {
@@ -66,6 +77,8 @@ def make_samples(root: Path, rows: list[tuple[Path, int, str | None, str | None]
             "split": pd.Series([s for _, _, _, s in rows], dtype=object),
         }
     )
+    if votes is not None:
+        frame["votes"] = pd.Series([tuple(int(v) for v in row) for row in votes], dtype=object)
     frame = frame.drop_duplicates("id").sort_values("id", kind="stable").reset_index(drop=True)
     return frame
 

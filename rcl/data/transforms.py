@@ -87,7 +87,8 @@ def check_augment(name: str) -> None:
 
 
 class ImageArrayDataset(Dataset):
-    """(normalised float CHW tensor, label) pairs from a uint8 (N, H, W, 3) array or memmap.
+    """(normalised float CHW tensor, label) pairs from a uint8 (N, H, W, 3) array or memmap; a
+    label is a class index, or a (K,) target distribution when ``labels`` is (N, K) (soft targets).
 
     ``indices`` selects the rows of this split without copying the array (a memmap stays a
     memmap). With ``train=True`` every batch goes through the ``augment`` policy (AUGMENTATIONS).
@@ -97,7 +98,8 @@ class ImageArrayDataset(Dataset):
         check_augment(augment)
         self.augment = AUGMENTATIONS[augment]
         self.images = images
-        self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+        labels = np.asarray(labels)
+        self.labels = torch.as_tensor(labels, dtype=torch.float32 if labels.ndim == 2 else torch.int64)
         self.indices = np.arange(len(images)) if indices is None else np.asarray(indices, dtype=np.int64)
         self.train = train
         if len(self.labels) != len(images):

@@ -2,8 +2,9 @@
 
 ``analyse(run_dir)`` recomputes the post-hoc part of ``metrics.json`` for any finished run:
 argmax figures per split, bootstrap CIs, temperature calibration, the default decision, the
-referral rule, (when ``features.npz`` is stored) the unfamiliar-image detector, and the test
-figures with abstention (the run's answers: its default decision, referral rule and detector).
+referral rule, (when ``features.npz`` is stored) the unfamiliar-image detector, the test
+figures with abstention (the run's answers: its default decision, referral rule and detector),
+and, when the data has several annotators' votes, the test split's expected CER under them.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from rcl.posthoc.defaults import REFERRAL_TARGET_CER, decision_defaults
 from rcl.posthoc.detector import fit_detector
 from rcl.posthoc.stored import FEATURES_FILE, PREDICTIONS_FILE, load_stored, save_features, save_predictions
 from rcl.severity import cost_matrix
-from rcl.uncertainty import bootstrap_ci
+from rcl.uncertainty import bootstrap_ci, expected_cer_ci
 
 
 def analyse(run_dir: str | Path) -> dict:
     """The post-hoc entries of ``metrics.json`` (``val``, ``test``, ``calibration``, ``decision``,
-    ``referral``, ``ood`` and ``abstention``), computed from the run folder alone. Writes ``ood.npz``."""
+    ``referral``, ``ood``, ``abstention`` and, with votes, ``annotators``), computed from the run
+    folder alone. Writes ``ood.npz``."""
     stored = load_stored(run_dir)
     taxonomy, matrix = stored.taxonomy, stored.matrix
     result = {split: argmax_metrics(arrays["logits"], arrays["labels"], taxonomy, cost_matrix(matrix))
@@ -36,6 +38,10 @@ def analyse(run_dir: str | Path) -> dict:
     answers = run_answers(result, matrix, taxonomy, test["logits"], unfamiliar)
     result["abstention"] = abstention_report(test["labels"], answers.codes, taxonomy, answers.decision,
                                              seed=stored.train.get("seed", 0))
+    if "votes" in test:  # several annotators: the test CER under their votes, beside the majority's
+        result["annotators"] = {name: expected_cer_ci(test["votes"], predicted, taxonomy, seed=stored.train.get("seed", 0))
+                                for name, predicted in (("argmax", test["logits"].argmax(axis=1)),
+                                                        ("default_decision", answers.decisions))}
     return result
 
 
