@@ -89,9 +89,7 @@ if result is not None and suspects:
                "in the dataset's review file (the data itself is never edited); a second reader confirms or "
                "overrules. Train on the reviewed labels from the Train page or with `rcl train --label-corrections`.")
     with guard("review queue"):
-        malignant = run.train.get("malignant")
-        review_queue_panel(run.train["data"], result, preset=run.train.get("preset"),
-                           malignant=",".join(malignant) if malignant else None)
+        review_queue_panel(run.train["data"], result, taxonomy=run.config["taxonomy"])  # the run's own classes
 else:
     st.caption("No suspects to review.")
 

@@ -191,7 +191,10 @@ def test_suspects_gallery_puts_the_planted_misses_first_and_exports_them(study_h
     assert len(captions) == 24 and "**24 labels of 260 flagged**, 6 suspected misses" in texts(at)
     assert all(c.startswith(":red-badge[") and "a → m · score 0.05" in c for c in captions[: len(PLANTED)])
     images = at.get("image")
-    assert len(images) == len(captions)
+    assert len(images) == len(captions) + 1  # the gallery, and the review queue's suspect being read
+    markdown = [m.value for m in at.markdown]
+    first = f"img{N_VAL + PLANTED[0]:03d}.png"
+    assert any(f"**{first}**" in m and "suspected miss" in m for m in markdown)  # the queue starts with a miss
     csv = pd.read_csv(io.BytesIO(saved["suspects_rcl-miss-0.csv"]))
     assert list(csv.columns) == ["id", "given", "suggested", "score", "p_malignant", "is_miss"]
     assert set(csv["id"][: len(PLANTED)]) == {f"img{N_VAL + i:03d}.png" for i in PLANTED}

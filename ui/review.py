@@ -7,6 +7,8 @@ the Train page's "train on reviewed labels" read.
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import streamlit as st
 
@@ -17,8 +19,9 @@ UPCOMING = 5  # suspects listed after the one being read
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _target(data: str, preset: str | None, reviews: str | None, malignant: str | None) -> rcl.ReviewTarget:
-    return rcl.review_target(data, preset, reviews, malignant)
+def _target(data: str, preset: str | None, reviews: str | None, malignant: str | None,
+            taxonomy: str | None) -> rcl.ReviewTarget:
+    return rcl.review_target(data, preset, reviews, malignant, None if taxonomy is None else json.loads(taxonomy))
 
 
 def _facts(item: dict, given: str) -> str:
@@ -60,11 +63,13 @@ def _buttons(item: dict, given: str, classes: list[str], second: bool, key: str)
 
 
 def review_queue_panel(data: str, issues, *, preset: str | None = None, malignant: str | None = None,
+                       taxonomy: dict | None = None,
                        reviews: str | None = None, key: str = "review") -> dict:
     """Read the suspects of ``issues`` (a ``rank_label_issues`` result or its rows) of dataset
     ``data``: the next one with its thumbnail and facts, a verdict per click, stored in the review
     file (``reviews`` or the dataset's default). Returns the file's summary counts."""
-    target = _target(str(data), preset, None if reviews is None else str(reviews), malignant)
+    target = _target(str(data), preset, None if reviews is None else str(reviews), malignant,
+                     None if taxonomy is None else json.dumps(taxonomy, sort_keys=True))
     rows = issues["rows"] if isinstance(issues, dict) else list(issues or [])
     history = rcl.read_reviews(target.path)
     summary = rcl.review_summary(history)

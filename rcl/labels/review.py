@@ -69,12 +69,15 @@ def default_reviews_path(table) -> Path:
 
 
 def review_target(data: str = "synthetic", preset: str | None = None, reviews: str | Path | None = None,
-                  malignant=None) -> ReviewTarget:
-    """The dataset ``data`` (listed, not decoded; ``preset`` and ``malignant`` as for training) and
-    its review file (``reviews``, else the default)."""
+                  malignant=None, taxonomy: Taxonomy | dict | None = None) -> ReviewTarget:
+    """The dataset ``data`` (listed, not decoded; ``preset``, ``malignant`` and ``taxonomy`` as for
+    training: a run's own taxonomy names its classes whatever the layout) and its review file
+    (``reviews``, else the default)."""
     from rcl.data.layouts import load_dataset
 
-    table = load_dataset(data, preset=preset, malignant=malignant)
+    if isinstance(taxonomy, dict):
+        taxonomy = Taxonomy.from_dict(taxonomy)
+    table = load_dataset(data, preset=preset, taxonomy=taxonomy, malignant=malignant)
     classes = table.taxonomy.classes
     labels = dict(zip(table.samples["id"].astype(str), (classes[i] for i in table.labels)))
     path = Path(reviews).expanduser().absolute() if reviews else default_reviews_path(table)
