@@ -53,7 +53,7 @@ def test_ranking_puts_suspected_misses_first_and_scores_against_the_flips():
 def test_ranking_precision_counts_hits_in_the_top_k():
     ranked = np.array(["a", "x", "b", "y", "c"])
     p = ranking_precision(ranked, np.array([True, True, True, False, False]), {"a", "b", "c"})
-    assert p["precision_at_k"] == pytest.approx(2 / 3)
+    assert p["precision_at_k"] == pytest.approx(2 / 3) and p["precision_at_half_k"] == 1.0  # top 1 of 3: "a"
     assert p["flagged_precision"] == pytest.approx(2 / 3) and p["flagged_recall"] == pytest.approx(2 / 3)
 
 
