@@ -133,7 +133,8 @@ def finder_row(base: TrainConfig, seed: int) -> dict:
     result = rank_label_issues(out_of_fold(config, FINDER_DEFAULTS["folds"]))
     return {"kind": "finder", "name": f"finder-{noise_tag(FINDER_NOISE)}-seed{seed}", "noise": FINDER_NOISE,
             "seed": seed, "n": result["n"], "flagged": result["flagged"], "method": result["method"],
-            "source": result["source"], **result["precision"], "recipe": recipe_of(config)}
+            "source": result["source"], "folds": FINDER_DEFAULTS["folds"], "epochs": FINDER_DEFAULTS["epochs"],
+            **result["precision"], "recipe": recipe_of(base)}  # the benchmark's recipe: one table for both
 
 
 def record(rows: list[dict], out: Path) -> None:
@@ -224,7 +225,7 @@ def degradation(data, kind: str, decision: str):
     noisy = part[(part["noise_kind"] == kind) & (part["rate"] > 0)]
     if noisy.empty or clean.empty:
         return pd.DataFrame()
-    joined = noisy.join(clean, on=["loss", "seed"], rsuffix="_clean").dropna(subset=["cer_clean"])
+    joined = noisy.merge(clean.add_suffix("_clean").reset_index(), on=["loss", "seed"]).dropna(subset=["cer_clean"])
     joined["d_cer"], joined["d_f1"] = joined["cer"] - joined["cer_clean"], joined["f1"] - joined["f1_clean"]
     per_seed = joined.groupby(["loss", "seed"])[["d_cer", "d_f1"]].mean()
     out = per_seed.groupby("loss").agg(d_cer=("d_cer", "mean"), d_cer_sd=("d_cer", "std"), d_f1=("d_f1", "mean"))
@@ -352,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="trainings run in parallel processes")
     parser.add_argument("--runs", default=None, help="folder for run folders")
     parser.add_argument("--out", default=str(RESULTS), help="folder for label_noise.json/.csv/.md/.png")
-    parser.add_argument("--finder", action="store_true", help="measure the label-issue finder instead of training")
+    parser.add_argument("--finder", action="store_true",
+                        help="measure the label-issue finder instead (its default folds and epochs; this recipe's model, size, device)")
     parser.add_argument("--table", action="store_true", help="train nothing: write label_noise.md and .png")
     args = parser.parse_args(argv)
     out = Path(args.out)
