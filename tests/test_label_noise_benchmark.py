@@ -30,6 +30,10 @@ def test_trains_records_resumes_and_writes_the_table(tmp_path, capsys):
     noisy = json.loads((runs / "miss0.1-CE-seed0" / "label_noise.json").read_text())
     assert noisy["spec"] == "miss:0.1" and noisy["flipped"] == len(noisy["samples"]) > 0
     assert {r["loss"] for r in rows} == {"CE", "RCL-Proposed"} and all(0 <= r["argmax_f1"] <= 1 for r in rows)
+    stored = json.loads((runs / "miss0.1-RCL-Proposed-seed0" / "metrics.json").read_text())
+    rcl_row = next(r for r in rows if r["name"] == "miss0.1-RCL-Proposed-seed0")
+    assert rcl_row["default_f1"] == pytest.approx(stored["decision"]["test"]["f1_macro"])  # the run's own decision
+    assert rcl_row["argmax_f1"] == pytest.approx(stored["test"]["f1_macro"])
 
     assert label_noise.main(grid) == 0  # resumes: nothing retrained, no row doubled
     assert "4 of 4 runs already finished; training 0" in capsys.readouterr().err

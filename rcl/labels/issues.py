@@ -36,6 +36,7 @@ import numpy as np
 
 from rcl.config import TrainConfig
 from rcl.taxonomy import Taxonomy
+from rcl.text import plural
 
 FILTER_BY = "prune_by_noise_rate"
 RANK_METHOD = "self_confidence"
@@ -121,7 +122,7 @@ def out_of_fold(config: TrainConfig, folds: int = 3, callback: Callable[[dict], 
         logits = predict_logits(model, make_loader(fold_data, "val", config, device), device, precision)
         probs[held] = softmax(logits)
     source = (f"out-of-fold probabilities of {folds} {config.model} models ({config.loss}, "
-              f"{config.epochs} epochs) on the train split")
+              f"{plural(config.epochs, 'epoch')}) on the train split")
     return OutOfFold(probs, labels, data.ids[train], taxonomy, source, data.label_noise)
 
 
