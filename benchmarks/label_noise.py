@@ -247,7 +247,8 @@ def answer(data, kind: str, decision: str) -> str:
     gap = table.loc[runner, "d_cer"] - b["d_cer"]
     sds = [sd for sd in (b["d_cer_sd"], table.loc[runner, "d_cer_sd"]) if not np.isnan(sd)]
     spread = max(sds) if sds else np.nan
-    judged = (f"is {'larger than' if gap > spread else 'within'} the seed-to-seed sd of these changes "
+    judged = ("is none: a tie" if abs(gap) < 1e-9 else
+              f"is {'larger than' if gap > spread else 'within'} the seed-to-seed sd of these changes "
               f"({100 * spread:.1f} points)" if not np.isnan(spread) else "cannot be judged: one seed, no spread")
     others = ", ".join(f"{loss} {100 * r['d_cer']:+.1f}" for loss, r in table.iloc[1:].iterrows())
     cost = (f"the highest clean F1 of the {len(table)} losses ({b['clean_f1']:.3f})" if best == best_f1 else
