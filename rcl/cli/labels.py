@@ -10,8 +10,14 @@ from rcl.cli.training import add_train_options, config_from_args
 
 
 def add_label_issues(p: argparse.ArgumentParser) -> None:
+    from rcl.labels.issues import FINDER_DEFAULTS, RANK_METHOD, RANK_METHODS
+
     add_train_options(p)
-    p.add_argument("--folds", type=int, default=3, help="cross-validation folds on the train split (default 3)")
+    p.add_argument("--folds", type=int, default=FINDER_DEFAULTS["folds"],
+                   help=f"cross-validation folds on the train split (default {FINDER_DEFAULTS['folds']}); the fold "
+                        f"models train {FINDER_DEFAULTS['epochs']} epochs unless --epochs says otherwise")
+    p.add_argument("--rank", choices=RANK_METHODS, default=RANK_METHOD,
+                   help=f"order of the suspects inside the misses-first review order (default {RANK_METHOD})")
     p.add_argument("--run", dest="run_dir", metavar="RUN_DIR",
                    help="rank a finished run's stored val/test probabilities instead of training fold models")
     p.add_argument("--top", type=int, default=20, help="rows to print (default 20; --json lists all flagged)")
@@ -27,15 +33,17 @@ def _fold_progress(event: dict) -> None:
 @command("label-issues", "find suspect labels: out-of-fold probabilities ranked by confident learning (cleanlab)",
          add_label_issues)
 def cmd_label_issues(args: argparse.Namespace) -> int:
-    from rcl.labels.issues import from_run, out_of_fold, rank_label_issues
+    from rcl.labels.issues import FINDER_DEFAULTS, from_run, out_of_fold, rank_label_issues
 
     if args.run_dir:
         from rcl.runs import load_run
 
         oof = from_run(load_run(args.run_dir))
     else:
+        if args.epochs is None and args.config is None:
+            args.epochs = FINDER_DEFAULTS["epochs"]  # fold models: minutes, not a full run's epochs
         oof = out_of_fold(config_from_args(args), args.folds, None if args.json else _fold_progress)
-    result = rank_label_issues(oof)
+    result = rank_label_issues(oof, args.rank)
     if args.json:
         print_json(result)
         return 0
@@ -45,7 +53,8 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
     if "precision" in result:
         p, noise = result["precision"], result["noise"]
         print(f"injected {noise['spec']} ({noise['flipped']} flips of {noise['eligible']} eligible, seed "
-              f"{noise['seed']}): precision@{p['k']} {fmt(p['precision_at_k'])} · flagged precision "
+              f"{noise['seed']}): precision@{p['k']} {fmt(p['precision_at_k'])} · precision@{max(1, p['k'] // 2)} "
+              f"{fmt(p['precision_at_half_k'])} · flagged precision "
               f"{fmt(p['flagged_precision'])} · flagged recall {fmt(p['flagged_recall'])}")
     print_table(result["rows"][: args.top], ["id", "given", "suggested", "score", "p_malignant", "is_miss"])
     return 0
