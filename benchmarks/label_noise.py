@@ -23,9 +23,7 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
 from benchmarks.ham10000 import DEFAULT_DATA, RESULTS, ROOT  # noqa: E402
+from benchmarks.parallel import train_all  # noqa: E402
 from rcl import paths  # noqa: E402
 from rcl.ablation import method_of  # noqa: E402
 from rcl.config import TrainConfig  # noqa: E402
@@ -68,37 +67,6 @@ def benchmark_configs(base: TrainConfig, losses, noises, seeds) -> list[TrainCon
         noisy = replace(base, label_noise=None if noise == "none" else noise, name=noise_tag(noise))
         configs += grid_configs(noisy, methods, seeds=seeds)
     return configs
-
-
-def _train_one(config: TrainConfig, run_dir: str, threads: int | None = None) -> str:
-    from rcl.train import run_training
-
-    if threads is not None:  # a worker process: its share of the cores, not all of them
-        import torch
-
-        torch.set_num_threads(threads)
-    run_training(config, run_dir)
-    return run_dir
-
-
-def train_all(configs: list[TrainConfig], runs: Path, jobs: int) -> list[Path]:
-    """Train every config not finished yet into ``runs/<name>``, ``jobs`` at a time; return all run folders."""
-    todo = [c for c in configs if not (runs / c.name / "metrics.json").is_file()]
-    print(f"{len(configs) - len(todo)} of {len(configs)} runs already finished; training {len(todo)}", file=sys.stderr)
-    if todo and jobs > 1:
-        from rcl.engine import load_run_data
-
-        load_run_data(todo[0])  # fills the image cache once, before the workers all read it
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(_train_one, c, str(runs / c.name), threads) for c in todo]
-            for future in futures:
-                print(f"finished {Path(future.result()).name}", file=sys.stderr)
-    else:
-        for config in todo:
-            _train_one(config, str(runs / config.name))
-            print(f"finished {config.name}", file=sys.stderr)
-    return [runs / c.name for c in configs]
 
 
 def run_row(run_dir: Path, recipe: dict) -> dict:
@@ -386,7 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         config.check()  # a bad --noises entry fails here, before anything trains
     runs = (Path(args.runs) if args.runs else
             paths.home() / f"bench-label-noise-{base.model}-{base.image_size}px-{base.epochs}ep")
-    run_dirs = train_all(configs, runs, args.jobs)
+    failed = train_all(configs, runs, args.jobs)
+    if failed:
+        print(f"not finished, run the command again: {', '.join(failed)}", file=sys.stderr)
+    run_dirs = [runs / c.name for c in configs if c.name not in failed]
     record([run_row(d, recipe) for d in run_dirs], out)
     print(f"recorded {len(run_dirs)} runs in {out / 'label_noise.json'}; write the table with --table", file=sys.stderr)
     return 0

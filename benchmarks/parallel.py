@@ -44,8 +44,9 @@ def _train(config: dict, out: str) -> tuple[str, float, str | None]:
 
 
 def train_all(configs: list[TrainConfig], out: Path, jobs: int = 1, threads: int | None = None) -> list[str]:
-    """Train every config into ``out/<name>`` with ``jobs`` processes of ``threads`` torch threads
-    each, skipping finished folders; return the names of the trials that failed."""
+    """Train every config into ``out/<name>``, skipping finished folders: here one after the other
+    (``jobs`` 1), else in ``jobs`` processes of ``threads`` torch threads each (default: an equal
+    share of the cores). Returns the names of the trials that failed."""
     out.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in configs]
     if len(set(names)) != len(names) or None in names:
@@ -54,8 +55,19 @@ def train_all(configs: list[TrainConfig], out: Path, jobs: int = 1, threads: int
     print(f"{len(configs) - len(pending)} of {len(configs)} trials already finished; {len(pending)} to train "
           f"with {jobs} process(es)", file=sys.stderr, flush=True)
     failed = []
+    if jobs <= 1:
+        for config in pending:
+            name, seconds, error = _train(config.to_dict(), str(out / config.name))
+            print(f"{name}: {'FAILED ' + error if error else 'done'} in {seconds:.0f} s", file=sys.stderr, flush=True)
+            failed += [name] if error else []
+        return failed
+    if pending:
+        from rcl.engine import load_run_data
+
+        load_run_data(pending[0])  # decodes the images into the cache once, before the workers all read it
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)  # each process its share of the cores
     context = multiprocessing.get_context("spawn")  # CUDA and threads: never fork a parent that holds them
-    with ProcessPoolExecutor(max(1, jobs), mp_context=context, initializer=_init, initargs=(threads,)) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init, initargs=(threads,)) as pool:
         futures = [pool.submit(_train, c.to_dict(), str(out / c.name)) for c in pending]
         for done, future in enumerate(as_completed(futures), 1):
             name, seconds, error = future.result()
@@ -64,8 +76,3 @@ def train_all(configs: list[TrainConfig], out: Path, jobs: int = 1, threads: int
             if error:
                 failed.append(name)
     return failed
-
-
-def default_jobs() -> int:
-    """One process per two cores, at least one."""
-    return max(1, (os.cpu_count() or 2) // 2)

@@ -36,7 +36,7 @@ def test_trains_records_resumes_and_writes_the_table(tmp_path, capsys):
     assert rcl_row["argmax_f1"] == pytest.approx(stored["test"]["f1_macro"])
 
     assert label_noise.main(grid) == 0  # resumes: nothing retrained, no row doubled
-    assert "4 of 4 runs already finished; training 0" in capsys.readouterr().err
+    assert "4 of 4 trials already finished; 0 to train" in capsys.readouterr().err
     assert len(json.loads((out / "label_noise.json").read_text())) == 4
 
     assert label_noise.main([*TINY, "--out", str(out), "--finder"]) == 0
