@@ -50,6 +50,9 @@ CANDIDATES: dict[str, dict] = {
     "cnn4-40px-28ep": {**_CNN4_32, "image_size": 40, "weight_decay": 0.05},
     "cnn4-40px-28ep-ema": {**_CNN4_32, "image_size": 40, "weight_decay": 0.05, "ema": 0.998},
     "cnn4-48px-24ep-ema": {**_CNN4_32, "image_size": 48, "epochs": 24, "weight_decay": 0.05, "ema": 0.998},
+    # the same convolution work as 40 px × 28 epochs (pixels × epochs), spent on more pixels
+    "cnn4-44px-24ep": {**_CNN4_32, "image_size": 44, "epochs": 24, "weight_decay": 0.05},
+    "cnn4-48px-20ep": {**_CNN4_32, "image_size": 48, "epochs": 20, "weight_decay": 0.05},
 }
 
 # The search (--search): variations of the defaults whose CPU cost stays near theirs, each trained

@@ -71,6 +71,8 @@ _LAZY = {
     "analyse": ("rcl.posthoc", "analyse"),
     "evaluate_external": ("rcl.external", "evaluate_external"),
     "TrainConfig": ("rcl.config", "TrainConfig"),
+    "AUTO": ("rcl.config", "AUTO"),
+    "auto_choice": ("rcl.config", "auto_choice"),
     "demo_config": ("rcl.demo", "demo_config"),
     "example_images": ("rcl.demo", "example_images"),
     "MAX_UPLOAD_BYTES": ("rcl.triage", "MAX_UPLOAD_BYTES"),

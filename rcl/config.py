@@ -28,6 +28,13 @@ AUTO = "auto"
 DEVICE_DEFAULTS = {"cpu": {"model": "cnn4", "image_size": 32},
                    "gpu": {"model": "resnet50", "image_size": 224}}
 
+def auto_choice() -> str:
+    """What "auto" model and image size become, in words (the Train page's and the CLI's help)."""
+    cpu, gpu = DEVICE_DEFAULTS["cpu"], DEVICE_DEFAULTS["gpu"]
+    return (f"{cpu['model']} at {cpu['image_size']} px on a CPU, {gpu['model']} at {gpu['image_size']} px "
+            "on a GPU")
+
+
 def option(default=None, help: str = "", *, factory=None, cli: str | None = "value", flag: str | None = None,
            choices=None):
     """A config field with what the CLI needs to offer it: ``rcl train``'s options are derived from these.

@@ -634,7 +634,9 @@ def test_train_page_speaks_plainly_and_folds_the_engineers_settings():
     advanced = next(e for e in at.expander if e.label.startswith("Advanced (for ML engineers)"))
     inside = {w.key for kind in ("selectbox", "number_input", "slider") for w in getattr(advanced, kind)}
     assert {"train_model", "train_image_size", "train_epochs", "train_lr", "train_label_noise"} <= inside
-    assert at.selectbox(key="train_model").value == "small_cnn" and at.number_input(key="train_epochs").value == 5
+    defaults = rcl.TrainConfig()  # the form starts where `rcl train` starts
+    assert at.selectbox(key="train_model").value == rcl.AUTO == at.selectbox(key="train_image_size").value
+    assert at.number_input(key="train_epochs").value == defaults.epochs and at.number_input(key="train_lr").value == defaults.lr
     assert "does not use the severity matrix" not in texts(at)
     plain = app("train")
     plain.session_state["train_loss"] = "ce"

@@ -181,7 +181,7 @@ def submit_from_train_page(monkeypatch, loss: str, matrix: SeverityMatrix, folde
     at.run()
     at.radio(key="train_loss").set_value(loss)
     at.number_input(key="train_epochs").set_value(1)
-    at.number_input(key="train_image_size").set_value(32)
+    at.selectbox(key="train_image_size").set_value(32)
     if folder is not None:
         at.radio(key="train_data_choice").set_value("a folder on this machine")
         at.text_input(key="train_folder").set_value(folder)

@@ -23,13 +23,16 @@ FOLDER = "a folder on this machine"
 OTHER_MODEL = "other (timm name)"
 # Network choices, in words: how big and what hardware each needs (the values are timm/rcl names).
 MODELS = {
-    "small_cnn": "Small CNN (default): minutes on a CPU",
+    rcl.AUTO: f"Chosen for this computer (default): {rcl.auto_choice()}",
+    "small_cnn": "Small CNN: a minute on a CPU, for demos",
     "cnn4": "CNN, 4 blocks: for real photos on a CPU",
     "resnet18": "ResNet-18: a GPU, or hours on a CPU",
     "resnet50": "ResNet-50 (the paper's): needs a GPU",
     "vit_base_patch16_224": "ViT-B/16 (the paper's): GPU, 224 px",
     OTHER_MODEL: "Another timm network (name below)",
 }
+IMAGE_SIZES = [rcl.AUTO, 32, 40, 48, 64, 96, 128, 224]
+DEFAULTS = rcl.TrainConfig()  # the form starts where `rcl train` starts: one set of defaults
 WEIGHT_TYPES = [s.lstrip(".") for s in (".safetensors", ".pt", ".pth", ".bin")]
 
 
@@ -93,8 +96,9 @@ def _mistakes() -> dict[str, Any]:
 def _advanced() -> tuple[dict[str, Any], Any]:
     """The engineers' settings, with defaults for a quick CPU run; also the uploaded weights file."""
     with st.expander("Advanced (for ML engineers): network, weights file, image size, training length, label noise"):
-        st.caption("The defaults train in a few minutes on a CPU. Larger networks and images can learn more "
-                   "but take far longer; leave these alone unless you know why.")
+        st.caption("The defaults are those of `rcl train`: a few minutes on a CPU for HAM10000-sized data. "
+                   "Larger networks and images can learn more but take far longer; leave these alone unless "
+                   "you know why.")
         c1, c2, c3 = st.columns(3)
         choice = c1.selectbox("Network", list(MODELS), key="train_model", format_func=MODELS.get)
         other = c1.text_input("timm network name (for 'another')", key="train_other_model")
@@ -104,13 +108,16 @@ def _advanced() -> tuple[dict[str, Any], Any]:
             "…or a weights file (.safetensors/.pt) for a machine without internet", key="train_weights",
             type=WEIGHT_TYPES, help="Used instead of downloading the ImageNet weights; kept in the data "
                                     "directory's weights/ folder.")
-        image_size = c2.number_input("Image size (pixels per side; images are shrunk to this)", 16, 1024, 64,
-                                     step=16, key="train_image_size")
-        epochs = c2.number_input("Epochs (passes over the training images)", 1, 500, 5, key="train_epochs")
-        batch_size = c2.number_input("Batch size (images per learning step)", 1, 1024, 32, key="train_batch")
-        lr = c3.number_input("Learning rate", 1e-6, 1.0, 1e-3, format="%.5f", key="train_lr")
-        seed = c3.number_input("Random seed (the same seed gives the same split and result)", 0, 10_000, 0,
-                               key="train_seed")
+        image_size = c2.selectbox("Image size (pixels per side; images are shrunk to this)", IMAGE_SIZES,
+                                  key="train_image_size", format_func=lambda v: "chosen with the network"
+                                  if v == rcl.AUTO else f"{v} px")
+        epochs = c2.number_input("Epochs (passes over the training images)", 1, 500, DEFAULTS.epochs,
+                                 key="train_epochs")
+        batch_size = c2.number_input("Batch size (images per learning step)", 1, 1024, DEFAULTS.batch_size,
+                                     key="train_batch")
+        lr = c3.number_input("Learning rate", 1e-6, 1.0, DEFAULTS.lr, format="%.5f", key="train_lr")
+        seed = c3.number_input("Random seed (the same seed gives the same split and result)", 0, 10_000,
+                               DEFAULTS.seed, key="train_seed")
         noise = c3.selectbox("Label noise (experiments only)", [None, *rcl.NOISE_KINDS], key="train_label_noise",
                              format_func=lambda k: "none: train on the labels as given" if k is None
                              else f"{k}: {rcl.NOISE_KINDS[k][0]}",
@@ -120,7 +127,7 @@ def _advanced() -> tuple[dict[str, Any], Any]:
         rate = c3.slider("Share of eligible training images relabelled (%), with label noise", 1, 50, 10,
                          key="train_noise_rate")
     fields = {"model": other.strip() if choice == OTHER_MODEL else choice, "pretrained": bool(pretrained),
-              "image_size": int(image_size), "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
+              "image_size": image_size, "epochs": int(epochs), "batch_size": int(batch_size), "lr": float(lr),
               "seed": int(seed), "label_noise": None if noise is None else f"{noise}:{rate / 100:g}"}
     return fields, upload
 
