@@ -53,6 +53,8 @@ CANDIDATES: dict[str, dict] = {
     # the same convolution work as 40 px × 28 epochs (pixels × epochs), spent on more pixels
     "cnn4-44px-24ep": {**_CNN4_32, "image_size": 44, "epochs": 24, "weight_decay": 0.05},
     "cnn4-48px-20ep": {**_CNN4_32, "image_size": 48, "epochs": 20, "weight_decay": 0.05},
+    "cnn4-40px-28ep-lr2e-3": {**_CNN4_32, "image_size": 40, "lr": 2e-3, "weight_decay": 0.05},
+    "cnn4-40px-28ep-wd0.01": {**_CNN4_32, "image_size": 40, "weight_decay": 0.01},
 }
 
 # The search (--search): variations of the defaults whose CPU cost stays near theirs, each trained

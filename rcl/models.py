@@ -2,7 +2,7 @@
 
 Any timm model name works (ResNet-50 and ViT-B/16, ``vit_base_patch16_224``, are the paper's),
 plus two local CNNs: ``small_cnn`` (3 conv-BN-ReLU-pool blocks), fast enough for demos and tests,
-and ``cnn4`` (4 blocks), the CPU default for real data at 32 px. The classification head is always sized to the taxonomy's K classes.
+and ``cnn4`` (4 blocks), the CPU default for real data at 40 px. The classification head is always sized to the taxonomy's K classes.
 
 Weights: ``pretrained=True`` uses timm's normal hub loading (needs a network once); ``weights=FILE``
 loads a local ``.safetensors`` or PyTorch checkpoint for offline machines, dropping a head whose

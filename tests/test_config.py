@@ -52,7 +52,7 @@ def test_auto_model_and_size_follow_the_device_and_explicit_values_win(monkeypat
 def test_defaults_on_cpu_are_the_measured_recipe(monkeypatch):
     monkeypatch.setattr("rcl.models.pick_device", lambda requested: torch.device("cpu"))
     config = TrainConfig().check()
-    assert (config.model, config.image_size, config.epochs, config.batch_size, config.patience) == ("cnn4", 32, 28, 64, None)
+    assert (config.model, config.image_size, config.epochs, config.batch_size, config.patience) == ("cnn4", 40, 28, 64, None)
 
 
 def test_demo_config_uses_all_synthetic_images_and_a_large_test_split():

@@ -15,7 +15,8 @@ def add_label_issues(p: argparse.ArgumentParser) -> None:
     add_train_options(p)
     p.add_argument("--folds", type=int, default=FINDER_DEFAULTS["folds"],
                    help=f"cross-validation folds on the train split (default {FINDER_DEFAULTS['folds']}); the fold "
-                        f"models train {FINDER_DEFAULTS['epochs']} epochs unless --epochs says otherwise")
+                        f"models are {FINDER_DEFAULTS['model']} at {FINDER_DEFAULTS['image_size']} px trained "
+                        f"{FINDER_DEFAULTS['epochs']} epochs unless --model, --image-size or --epochs say otherwise")
     p.add_argument("--rank", choices=RANK_METHODS, default=RANK_METHOD,
                    help=f"order of the suspects inside the misses-first review order (default {RANK_METHOD})")
     p.add_argument("--run", dest="run_dir", metavar="RUN_DIR",
@@ -40,8 +41,10 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
 
         oof = from_run(load_run(args.run_dir))
     else:
-        if args.epochs is None and args.config is None:
-            args.epochs = FINDER_DEFAULTS["epochs"]  # fold models: minutes, not a full run's epochs
+        if args.config is None:  # fold models: minutes, not a full run's epochs, network and size
+            for name in ("epochs", "model", "image_size"):
+                if getattr(args, name) is None:
+                    setattr(args, name, FINDER_DEFAULTS[name])
         oof = out_of_fold(config_from_args(args), args.folds, None if args.json else _fold_progress)
     result = rank_label_issues(oof, args.rank)
     if args.json:

@@ -44,7 +44,10 @@ RANK_METHOD = "self_confidence"
 # of the malignant superclass (the error that matters is benign-for-malignant, whichever class).
 RANK_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy", "p_malignant")
 # What `rcl label-issues` trains when not told otherwise (measured in docs/LABELS.md).
-FINDER_DEFAULTS = {"folds": 3, "epochs": 10}
+# Fold models are a screening tool that should take minutes on any machine, so unless asked
+# otherwise they are the small CPU network at 32 px (where the figures in docs/LABELS.md were
+# measured), not the device's full training default.
+FINDER_DEFAULTS = {"folds": 3, "epochs": 10, "model": "cnn4", "image_size": 32}
 
 
 @dataclass
