@@ -99,7 +99,7 @@ class TrainConfig:
     epochs: int = option(28, "training epochs")
     batch_size: int = option(64, "images per optimiser step")
     lr: float = option(1e-3, "AdamW learning rate")
-    weight_decay: float = option(0.05, "AdamW weight decay")
+    weight_decay: float = option(0.01, "AdamW weight decay")
     ema: float | None = option(None, "evaluate and keep an exponential moving average of the weights, "
                                      "updated every step with this decay (e.g. 0.998); default: the raw weights")
     patience: int | None = option(None, "early stopping patience in epochs (default: never stop early)")
