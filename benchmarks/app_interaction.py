@@ -4,7 +4,9 @@ Starts ``streamlit run app.py`` with the repository's config over a data directo
 runs (or ``--home DIR``), drives it in Debian's headless Chromium (Playwright) at 1400×1000, and
 times, from the user's action to the new content on screen, the median over ``--tries``:
 
-- slider: β on *Severity matrix* moved between its ends; until the re-decided metrics differ;
+- slider: α on *Severity matrix* moved between its ends; until the re-decided metrics differ (α, not
+  β: a tiny run that calls everything benign answers β's ends alike, while α = 0 makes a malignant
+  answer free);
 - page switch: a sidebar link (Home → Confusion → Train → Severity matrix → Home); until the
   target's title shows and its script has finished;
 - first load: a new browser tab on Home; until the script has finished.
@@ -44,9 +46,9 @@ def idle(page, timeout_ms: int = 120_000) -> None:
 
 
 def slider_seconds(page) -> float:
-    """β to its other end; seconds until the metrics on screen change."""
+    """α to its other end; seconds until the metrics on screen change."""
     before = page.evaluate(METRICS_JS)
-    slider = page.locator('[data-testid="stSlider"] input[type="range"]').nth(1)  # β
+    slider = page.locator('[data-testid="stSlider"] input[type="range"]').nth(0)  # α
     slider.focus()
     key = "End" if float(slider.input_value()) <= float(slider.get_attribute("min") or 0) else "Home"
     start = time.perf_counter()
