@@ -220,12 +220,12 @@ def read_results() -> list[dict]:
 
 def table(results: list[dict]) -> str:
     """The recorded entries as a Markdown table, in the order they finished."""
-    lines = ["| recipe | test F1-macro | test CER (argmax) | test n | epochs run (selected) | wall s | CPU s "
-             "| threads | load avg before → after | finished |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| recipe | val F1-macro (the choice) | test F1-macro | test CER (argmax) | test n | epochs run (selected) "
+             "| wall s | CPU s | threads | load avg before → after | finished |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         cer = "n/a" if r["test_cer"] is None else f"{r['test_cer']:.1%}"
         epochs = f"{r['epochs_run']} ({r['selected_epoch']})" if "selected_epoch" in r else str(r["epochs_run"])
-        lines.append(f"| {r['name']} | {r['test_f1_macro']:.3f} | {cer} | {r['test_n']} | {epochs} | {r['seconds']:.0f} "
+        lines.append(f"| {r['name']} | {r['val_f1_macro']:.3f} | {r['test_f1_macro']:.3f} | {cer} | {r['test_n']} | {epochs} | {r['seconds']:.0f} "
                      f"| {r['cpu_seconds']:.0f} | {r['threads']} | {r['loadavg_before']} → {r['loadavg_after']} "
                      f"| {r['finished']} |")
     return "\n".join(lines)
