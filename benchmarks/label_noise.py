@@ -120,13 +120,17 @@ def record(rows: list[dict], out: Path) -> None:
     flat.to_csv(out / "label_noise.csv", index=False)
 
 
-def reproduce_command(recipe: dict, seeds: list[int], finder: bool) -> str:
+def reproduce_command(recipe: dict, seeds: list[int], finder: bool, losses: list[str] | None = None,
+                      noises: list[str] | None = None) -> str:
+    """The commands that give these rows; ``losses``/``noises`` name a subset of the grid (None: all)."""
     data = recipe["data"] if recipe["data"] == "synthetic" else os.path.relpath(recipe["data"], ROOT)
     flags = [f"--data {data}", *([f"--preset {recipe['preset']}"] if recipe["preset"] else []),
              f"--model {recipe['model']}", f"--image-size {recipe['image_size']}", f"--epochs {recipe['epochs']}",
              *([f"--limit {recipe['limit']}"] if recipe["limit"] else []),
              *([f"--max-steps {recipe['max_steps']}"] if recipe["max_steps"] else []), f"--device {recipe['device']}",
-             f"--seeds {' '.join(map(str, seeds))}"]
+             f"--seeds {' '.join(map(str, seeds))}",
+             *([f"--losses {','.join(losses)}"] if losses and set(losses) != set(LOSSES) else []),
+             *([f"--noises {','.join(noises)}"] if noises and set(noises) != set(NOISES) else [])]
     script = "python benchmarks/label_noise.py " + " ".join(flags)
     return "\n".join([f"{script} --jobs 4", *([f"{script} --finder"] if finder else []),
                       "python benchmarks/label_noise.py --table"])
@@ -253,7 +257,7 @@ def plot(stats, path: Path) -> None:
             if row == 0:
                 ax.set_title(f"{kind} noise")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle("Test CER and F1 against train-label noise (argmax, mean ± sd over seeds)", fontsize=10)
+    fig.suptitle("Test CER and F1 against train-label noise\n(argmax, mean ± sd over seeds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -285,7 +289,9 @@ def write_report(out: Path) -> str:
     training, finder = [r for r in same if r["kind"] == "training"], [r for r in same if r["kind"] == "finder"]
     text = ["# Label noise: which loss degrades least when malignant training labels are wrong?", "",
             "Reproduce (`python benchmarks/label_noise.py --help`):", "", "```bash",
-            reproduce_command(recipe, sorted({r["seed"] for r in same}), bool(finder)), "```", "",
+            reproduce_command(recipe, sorted({r["seed"] for r in same}), bool(finder),
+                              [x for x in LOSSES if any(r["loss"] == x for r in training)],
+                              [x for x in NOISES if any(r["noise"] == x for r in training)]), "```", "",
             f"Recipe: {recipe['model']} at {recipe['image_size']} px, {plural(recipe['epochs'], 'epoch')}, batch "
             f"{recipe['batch_size']}, lr {recipe['lr']:g}, device {recipe['device']}"
             + (f", at most {recipe['limit']} images" if recipe["limit"] else "")

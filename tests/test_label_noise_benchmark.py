@@ -46,7 +46,7 @@ def test_trains_records_resumes_and_writes_the_table(tmp_path, capsys):
     assert label_noise.main(["--table", "--out", str(out)]) == 0
     text = (out / "label_noise.md").read_text()
     assert "python benchmarks/label_noise.py --data synthetic --preset isic2018 --model cnn4 --image-size 32 " \
-           "--epochs 1 --limit 150 --max-steps 2 --device cpu --seeds 0 --jobs 4" in text
+           "--epochs 1 --limit 150 --max-steps 2 --device cpu --seeds 0 --losses CE,RCL-Proposed --noises none,miss:0.1 --jobs 4" in text
     ce_clean = next(r for r in rows if r["name"] == "clean-CE-seed0")
     assert f"| CE | none | 1 | {100 * ce_clean['argmax_cer']:.1f} ± 0.0 |" in text
     assert "degrades least" in text and ("one seed, no spread" in text or "is none: a tie" in text)
