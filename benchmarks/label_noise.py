@@ -120,19 +120,21 @@ def record(rows: list[dict], out: Path) -> None:
     flat.to_csv(out / "label_noise.csv", index=False)
 
 
-def reproduce_command(recipe: dict, seeds: list[int], finder: bool, losses: list[str] | None = None,
+def reproduce_command(recipe: dict, seeds: list[int], finder_seeds: list[int], losses: list[str] | None = None,
                       noises: list[str] | None = None) -> str:
-    """The commands that give these rows; ``losses``/``noises`` name a subset of the grid (None: all)."""
+    """The commands that give these rows: the trainings (``seeds``; ``losses``/``noises`` name a subset
+    of the grid, None: all) and the finder (``finder_seeds``, none: no finder command)."""
     data = recipe["data"] if recipe["data"] == "synthetic" else os.path.relpath(recipe["data"], ROOT)
     flags = [f"--data {data}", *([f"--preset {recipe['preset']}"] if recipe["preset"] else []),
              f"--model {recipe['model']}", f"--image-size {recipe['image_size']}", f"--epochs {recipe['epochs']}",
              *([f"--limit {recipe['limit']}"] if recipe["limit"] else []),
-             *([f"--max-steps {recipe['max_steps']}"] if recipe["max_steps"] else []), f"--device {recipe['device']}",
-             f"--seeds {' '.join(map(str, seeds))}",
-             *([f"--losses {','.join(losses)}"] if losses and set(losses) != set(LOSSES) else []),
-             *([f"--noises {','.join(noises)}"] if noises and set(noises) != set(NOISES) else [])]
+             *([f"--max-steps {recipe['max_steps']}"] if recipe["max_steps"] else []), f"--device {recipe['device']}"]
     script = "python benchmarks/label_noise.py " + " ".join(flags)
-    return "\n".join([f"{script} --jobs 4", *([f"{script} --finder"] if finder else []),
+    grid = [f"--seeds {' '.join(map(str, seeds))}",
+            *([f"--losses {','.join(losses)}"] if losses and set(losses) != set(LOSSES) else []),
+            *([f"--noises {','.join(noises)}"] if noises and set(noises) != set(NOISES) else [])]
+    return "\n".join([*([f"{script} {' '.join(grid)} --jobs 4"] if seeds else []),
+                      *([f"{script} --seeds {' '.join(map(str, finder_seeds))} --finder"] if finder_seeds else []),
                       "python benchmarks/label_noise.py --table"])
 
 
@@ -289,7 +291,7 @@ def write_report(out: Path) -> str:
     training, finder = [r for r in same if r["kind"] == "training"], [r for r in same if r["kind"] == "finder"]
     text = ["# Label noise: which loss degrades least when malignant training labels are wrong?", "",
             "Reproduce (`python benchmarks/label_noise.py --help`):", "", "```bash",
-            reproduce_command(recipe, sorted({r["seed"] for r in same}), bool(finder),
+            reproduce_command(recipe, sorted({r["seed"] for r in training}), sorted({r["seed"] for r in finder}),
                               [x for x in LOSSES if any(r["loss"] == x for r in training)],
                               [x for x in NOISES if any(r["noise"] == x for r in training)]), "```", "",
             f"Recipe: {recipe['model']} at {recipe['image_size']} px, {plural(recipe['epochs'], 'epoch')}, batch "
