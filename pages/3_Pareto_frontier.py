@@ -3,14 +3,12 @@ error bars, the frontier, optional re-decision variants and the paper's publishe
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
 import rcl
 from ui.charts import coverage_figure, frontier_figure
-from ui.common import disclaimer, get_run, guard, no_runs_message, page, split_rows
+from ui.common import disclaimer, get_run, guard, no_runs_message, page, run_version, split_rows
 
 MAX_BOOTSTRAP = 60  # runs without stored CIs get one computed (and cached) up to this many per view
 MAX_DECISION_RUNS = 40  # decision-rule variants: predictions of at most this many runs are re-decided
@@ -29,13 +27,6 @@ def cached_ci(path: str, mtime: int) -> dict:
 @st.cache_data(show_spinner="Re-deciding runs under the swept matrices…", max_entries=16)
 def cached_frontier(keys: tuple[tuple[str, int], ...]) -> list[dict]:
     return rcl.decision_frontier([get_run(path) for path, _ in keys])
-
-
-def mtime(path: str) -> int:
-    try:
-        return (Path(path) / "metrics.json").stat().st_mtime_ns
-    except OSError:
-        return 0
 
 
 rows = split_rows()
@@ -78,7 +69,7 @@ if len(groups) > 1:
 missing = [i for i, r in enumerate(view) if r["cer_low"] is None and r["f1_low"] is None]
 with guard("bootstrap intervals"):
     for i in missing[:MAX_BOOTSTRAP]:
-        view[i] = rcl.with_ci(view[i], cached_ci(view[i]["path"], mtime(view[i]["path"])))
+        view[i] = rcl.with_ci(view[i], cached_ci(view[i]["path"], run_version(view[i]["path"])))
 if len(missing) > MAX_BOOTSTRAP:
     st.caption(f"{rcl.plural(len(missing) - MAX_BOOTSTRAP, 'run')} without a stored confidence interval are drawn "
                "without error bars (training stores them at the end of a run).")
@@ -91,7 +82,7 @@ xs, ys = list(frame["cer"]) + list(frame["cer_low"]) + list(frame["cer_high"]), 
 fig, per_run = frontier_figure(frame)
 
 if show_rules:
-    keys = tuple((r["path"], mtime(r["path"])) for r in view[:MAX_DECISION_RUNS])
+    keys = tuple((r["path"], run_version(r["path"])) for r in view[:MAX_DECISION_RUNS])
     with guard("decision-rule variants"):
         points = pd.DataFrame(cached_frontier(keys))
         variants = points[points["decision"] != "argmax"]

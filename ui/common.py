@@ -66,13 +66,16 @@ def _load_run_cached(path: str, mtime: int) -> rcl.Run:
     return rcl.load_run(path)
 
 
-def get_run(path: str | Path) -> rcl.Run:
-    path = Path(path)
+def run_version(path: str | Path) -> int:
+    """A cache key part that changes when a run folder is rewritten (its metrics.json's mtime)."""
     try:
-        mtime = (path / "metrics.json").stat().st_mtime_ns
+        return (Path(path) / "metrics.json").stat().st_mtime_ns
     except OSError:
-        mtime = 0
-    return _load_run_cached(str(path), mtime)
+        return 0
+
+
+def get_run(path: str | Path) -> rcl.Run:
+    return _load_run_cached(str(path), run_version(path))
 
 
 def selected_run_id(ids: list[str]) -> str | None:

@@ -26,18 +26,16 @@ import numpy as np
 import pandas as pd
 
 from rcl.data.checks import announce, empty_class_warnings, skipped_warnings
-from rcl.data.table import IMAGE_EXTENSIONS, DatasetTable, make_samples
-from rcl.data.votes import raw_names, row_votes, vote_columns, vote_source, votes_and_majority
+from rcl.data.csv_layout import read_csv_layout
+from rcl.data.table import IMAGE_EXTENSIONS, TEST_NAMES, TRAIN_NAMES, DatasetTable, Row, make_samples
+from rcl.data.votes import raw_names, vote_source, votes_and_majority
 from rcl.errors import UserError
 from rcl.taxonomy import PRESETS, Taxonomy, normalise_name
 from rcl.taxonomy import preset as get_preset
 
 SYNTHETIC = "synthetic"
-Row = tuple[Path, "str | tuple", "str | None", "str | None"]  # (path, raw label or votes, group, split)
 ISIC_CLASSES = ("MEL", "NV", "BCC", "AKIEC", "BKL", "DF", "VASC")
 SICAP_CLASSES = ("NC", "G3", "G4", "G5")
-TRAIN_NAMES = {"training", "train"}
-TEST_NAMES = {"testing", "test"}
 MAGNIFICATIONS = (40, 100, 200, 400)
 
 
@@ -215,47 +213,6 @@ def _read_sicap(root: Path, partition: Path) -> tuple[list[Row], list]:
     return rows, skipped
 
 
-PATH_COLUMNS = ("path", "filepath", "file_path", "file", "filename", "image", "image_path", "img")
-LABEL_COLUMNS = ("label", "class", "target", "dx", "diagnosis", "category")
-GROUP_COLUMNS = ("group", "patient", "patient_id", "lesion_id", "subject", "subject_id")
-
-
-def _pick(columns: Iterable[str], names: Sequence[str]) -> str | None:
-    lower = {c.lower(): c for c in columns}
-    return next((lower[n] for n in names if n in lower), None)
-
-
-def _read_csv(csv: Path, label_columns=None) -> tuple[list[Row], list]:
-    """A CSV of (path, label[, group][, split]), or of (path, several annotators' labels...);
-    paths relative to the CSV's folder."""
-    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    path_col, label_col = _pick(frame.columns, PATH_COLUMNS), _pick(frame.columns, LABEL_COLUMNS)
-    vote_cols = vote_columns(frame, csv.name, label_col, label_columns)
-    if path_col is None or (label_col is None and not vote_cols):
-        raise ValueError(f"{csv.name} needs a path column ({', '.join(PATH_COLUMNS)}) and a label column "
-                         f"({', '.join(LABEL_COLUMNS)}) or several annotators' columns (--label-columns A,B,C); "
-                         f"it has: {', '.join(frame.columns)}")
-    group_col, split_col = _pick(frame.columns, GROUP_COLUMNS), _pick(frame.columns, ("split", "subset"))
-    root = csv.parent
-    rows: list[Row] = []
-    skipped: list = []
-    for record in frame.to_dict("records"):
-        path = (root / record[path_col]).resolve()
-        if not path.is_file():
-            skipped.append((record[path_col], "file not found"))
-            continue
-        split = None
-        if split_col is not None:
-            value = record[split_col].strip().lower()
-            split = "test" if value in TEST_NAMES else ("train" if value else None)
-        label = row_votes(record, vote_cols) if vote_cols else record[label_col]
-        if not label:
-            skipped.append((record[path_col], f"no vote in {', '.join(vote_cols)}"))
-            continue
-        rows.append((path, label, (record[group_col] or None) if group_col else None, split))
-    return rows, skipped
-
-
 # -- taxonomy -----------------------------------------------------------------------------------
 def _matching_preset(names: Iterable[str]) -> Taxonomy | None:
     """The preset whose classes (or aliases) cover every label found, if exactly one does."""
@@ -321,7 +278,7 @@ def _detect(path: Path, magnification: int | None, wrapper_ok: bool = True, labe
             return path.parent, "ham10000", *_read_ham(path), "isic2018"
         if "image" in columns and {c.upper() for c in columns} >= set(ISIC_CLASSES):
             return path.parent, "isic2018_groundtruth", *_read_isic_groundtruth(path.parent, [path]), "isic2018"
-        return path.parent, "csv", *_read_csv(path, label_columns), None
+        return path.parent, "csv", *read_csv_layout(path, label_columns), None
 
     ham = _find(path, lambda n: n == "HAM10000_metadata.csv", 0)
     if ham:
@@ -350,7 +307,7 @@ def _detect(path: Path, magnification: int | None, wrapper_ok: bool = True, labe
         return path, "class_folders", _read_class_folders(path, None, skipped), skipped, None
     csvs = sorted(p for p in path.glob("*.csv") if _visible(p.name))
     if len(csvs) == 1:
-        return path, "csv", *_read_csv(csvs[0], label_columns), None
+        return path, "csv", *read_csv_layout(csvs[0], label_columns), None
     raise ValueError(f"no images found in {str(path)!r}: expected class sub-folders, a CSV of (path, label), "
                      "or a known layout (HAM10000, ISIC 2018, Brain Tumor MRI, BreaKHis, SICAPv2)")
 

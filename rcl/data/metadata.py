@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rcl.data.layouts import GROUP_COLUMNS, LABEL_COLUMNS, PATH_COLUMNS
+from rcl.data.csv_layout import GROUP_COLUMNS, LABEL_COLUMNS, PATH_COLUMNS
 from rcl.data.table import DatasetTable
 
 STEM_COLUMNS = ("image_id", "image", "image_name")

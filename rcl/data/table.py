@@ -17,6 +17,9 @@ import pandas as pd
 from rcl.taxonomy import Taxonomy
 
 COLUMNS = ("id", "path", "label", "group", "split")
+Row = tuple[Path, "str | tuple", "str | None", "str | None"]  # a layout's (path, raw label or votes, group, split)
+TRAIN_NAMES = {"training", "train"}  # a dataset's own split, as folder names or a CSV's split column
+TEST_NAMES = {"testing", "test"}
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"})
 
 

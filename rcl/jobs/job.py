@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -97,3 +98,25 @@ class Job:
 def job_dir(run_dir: Path) -> Path:
     """``<home>/.jobs/<run_id>/``: outside the run folder, which appears only once training succeeds."""
     return run_dir.parent / ".jobs" / run_dir.name
+
+
+def submission(config: TrainConfig | dict, name: str | None) -> tuple[str, dict]:
+    """Validate a config and fix what must not depend on the submitter's directory (relative paths)."""
+    from rcl.config import SYNTHETIC, TrainConfig
+
+    data = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
+    checked = TrainConfig.from_dict(data).check()
+    name = name or checked.name or f"{checked.loss}-{checked.model}-s{checked.seed}"
+    checked.name = checked.name or name
+    # The worker runs in the data directory, not the submitter's: pin relative paths now.
+    if checked.data != SYNTHETIC:
+        checked.data = str(Path(checked.data).expanduser().resolve())
+    if checked.weights is not None:
+        checked.weights = str(Path(checked.weights).expanduser().resolve())
+    return name, checked.to_dict()
+
+
+def run_folder_name(name: str, job_id: int) -> str:
+    """``20261124-153000-<name>-j12``: sortable by time, readable, unique within one job store."""
+    tag = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60]
+    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{tag}-j{job_id}"

@@ -20,12 +20,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rcl import paths
-from rcl.jobs.job import ACTIVE_STATES, LOCAL, STATES, Job, job_dir
+from rcl.jobs.job import ACTIVE_STATES, LOCAL, STATES, Job, job_dir, run_folder_name, submission
 from rcl.jobs.schema import MIGRATIONS, SCHEMA_VERSION, JobStoreError, store_error
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "JobNotFound", "JobStore", "JobStoreError", "store_error"]
@@ -152,7 +151,7 @@ class JobStore:
 
     def submit(self, config: TrainConfig | dict, name: str | None = None, group: str | None = None) -> Job:
         """Validate ``config`` and queue it; an invalid config raises ``ValueError`` and stores nothing."""
-        prepared = _prepare(config, name)
+        prepared = submission(config, name)
         return self._write(lambda conn: self._insert(conn, prepared, group))
 
     def submit_many(self, configs: Iterable[TrainConfig | dict], group: str | None = None, *,
@@ -172,7 +171,7 @@ class JobStore:
         prepared = []
         for i, config in enumerate(configs):
             try:
-                prepared.append(_prepare(config, None))
+                prepared.append(submission(config, None))
             except ValueError as exc:
                 label = config.get("name") if isinstance(config, dict) else config.name
                 raise ValueError(f"config {i + 1}{f' ({label})' if label else ''}: {exc}") from exc
@@ -199,7 +198,7 @@ class JobStore:
         job_id = cursor.lastrowid
         if run_dir is not None:
             return Job.from_row(conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
-        run_dir = self.home / _run_id(name, job_id)
+        run_dir = self.home / run_folder_name(name, job_id)
         # A store deleted and recreated can repeat ids; never reuse a folder (finished, training or a job's).
         while any(p.exists() for p in (run_dir, paths.partial_dir(run_dir), job_dir(run_dir))):
             run_dir = run_dir.with_name(f"{run_dir.name}-{random.randbytes(2).hex()}")
@@ -383,25 +382,3 @@ def _job_id(job_id: int | str) -> int:
     if not 1 <= value <= MAX_JOB_ID:
         raise JobNotFound(f"no job with id {job_id} (see `rcl jobs`)")
     return value
-
-
-def _prepare(config: TrainConfig | dict, name: str | None) -> tuple[str, dict]:
-    """Validate a config and fix what must not depend on the submitter's directory (relative paths)."""
-    from rcl.config import SYNTHETIC, TrainConfig
-
-    data = config.to_dict() if isinstance(config, TrainConfig) else dict(config)
-    checked = TrainConfig.from_dict(data).check()
-    name = name or checked.name or f"{checked.loss}-{checked.model}-s{checked.seed}"
-    checked.name = checked.name or name
-    # The worker runs in the data directory, not the submitter's: pin relative paths now.
-    if checked.data != SYNTHETIC:
-        checked.data = str(Path(checked.data).expanduser().resolve())
-    if checked.weights is not None:
-        checked.weights = str(Path(checked.weights).expanduser().resolve())
-    return name, checked.to_dict()
-
-
-def _run_id(name: str, job_id: int) -> str:
-    """``20261124-153000-<name>-j12``: sortable by time, readable, unique within one job store."""
-    tag = "".join(c if c.isalnum() or c in "-_." else "-" for c in name)[:60]
-    return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{tag}-j{job_id}"
