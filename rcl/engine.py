@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from rcl import data as rdata
 from rcl.config import TrainConfig
+from rcl.data.sampling import sample_weights
 from rcl.data.votes import run_votes
 from rcl.labels.noise import apply_label_noise
 from rcl.labels.review import apply_label_corrections, corrections_summary
@@ -141,17 +142,22 @@ class Precision:
 
 def make_loader(run_data: RunData, split: str, config: TrainConfig, device: torch.device,
                 generator: torch.Generator | None = None, training: bool | None = None) -> DataLoader:
-    """Shuffled and augmented for training (the train split by default), else in order, plain.
-    A training loader yields the soft targets when the run has them, else the labels."""
+    """Shuffled (or drawn by ``config.sampling``) and augmented for training (the train split by
+    default), else in order, plain. A training loader yields the soft targets when the run has
+    them, else the labels. A drawn epoch has as many images as the split, drawn with replacement."""
     index = run_data.splits[split]
     training = split == "train" if training is None else training
     targets = run_data.targets if training and run_data.targets is not None else run_data.labels
     dataset = rdata.ImageArrayDataset(run_data.images, targets, train=training, indices=index,
                                       augment=config.augment)
+    weights = sample_weights(run_data.labels[index], config.resolved_sampling()) if training else None
+    sampler = None if weights is None else WeightedRandomSampler(torch.from_numpy(weights), len(index),
+                                                                 replacement=True, generator=generator)
     return DataLoader(
         dataset,
         batch_size=config.batch_size if training else config.batch_size * 2,
-        shuffle=training,
+        shuffle=training and sampler is None,
+        sampler=sampler,
         drop_last=training and len(index) > config.batch_size,
         generator=generator,
         num_workers=config.num_workers,

@@ -21,6 +21,7 @@ import numpy as np
 from rcl.card_charts import frontier_svg, tier_bars_svg
 from rcl.comparison import comparable, with_splits
 from rcl.confusion import confusion_view, missed_malignant, tier_totals
+from rcl.data.sampling import SAMPLING
 from rcl.decision_scale import scaled_matrix
 from rcl.listing import run_ci, run_row, with_ci
 from rcl.loss_registry import loss_spec
@@ -124,7 +125,7 @@ def _training(run: Run) -> list[str]:
              f"- Model `{t['model']}`, {t['image_size']} px images, {initialisation(t)}",
              f"- {m.get('epochs_run', '?')} of {plural(t['epochs'], 'epoch')}; the weights kept are those of epoch "
              f"{m.get('selected_epoch', '?')}, chosen by {rule}; seed {t['seed']}",
-             f"- Loss: `{loss_label(t)}`",
+             f"- Loss: `{loss_label(t)}`; {SAMPLING.get(t.get('sampling', 'shuffle'), t.get('sampling'))}",
              f"- Run id `{run.id}`, created {run.config.get('created', 'n/a')}", ""]
     if loss_spec(t["loss"]).takes_matrix:
         lines += ["**Training matrix** (how much the loss penalised each mistake while learning):", ""]

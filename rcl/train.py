@@ -145,6 +145,7 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
                  overwrite: bool = False) -> dict:
     """Train, select, analyse and publish the run folder at ``out_dir``; return ``metrics.json``'s content."""
     config.check()
+    config.sampling = config.resolved_sampling()  # config.json records what the run did
     emit = callback or (lambda event: None)
     out = Path(out_dir).expanduser().absolute()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ def test_default_config_is_valid_and_round_trips(tmp_path):
         (dict(weights="/no/weights.pt"), "weights file '/no/weights.pt' does not exist"),
         (dict(val_fraction=0.6, test_fraction=0.5), "sum to less than 1"),
         (dict(augment="sepia"), "unknown augment 'sepia'"),
+        (dict(sampling="balanced"), "sampling must be 'auto' or one of: shuffle, sqrt_balanced; got 'balanced'"),
         (dict(device="tpu"), "unknown device 'tpu'"),
     ],
 )
@@ -52,10 +53,32 @@ def test_auto_model_and_size_follow_the_device_and_explicit_values_win(monkeypat
 def test_defaults_on_cpu_are_the_measured_recipe(monkeypatch):
     monkeypatch.setattr("rcl.models.pick_device", lambda requested: torch.device("cpu"))
     config = TrainConfig().check()
-    assert (config.model, config.image_size, config.epochs, config.batch_size, config.patience) == ("cnn4", 40, 28, 64, None)
+    assert (config.model, config.image_size, config.epochs, config.batch_size, config.patience) == ("cnn4", 40, 24, 64, None)
+    assert (config.weight_decay, config.resolved_sampling()) == (0.01, "sqrt_balanced")
 
 
 def test_demo_config_uses_all_synthetic_images_and_a_large_test_split():
     config = rcl.demo_config().check()
     assert config.data == "synthetic" and config.limit is None and config.test_fraction >= 0.3
     assert (config.model, config.loss) == ("small_cnn", "ce")
+
+
+@pytest.mark.parametrize("loss, sampling", [("ce", "sqrt_balanced"), ("focal", "sqrt_balanced"), ("RCL", "sqrt_balanced"),
+                                            ("weighted-ce", "shuffle")])
+def test_auto_sampling_draws_rare_classes_more_often_unless_the_loss_already_weights_them(loss, sampling):
+    config = TrainConfig(loss=loss).check()
+    assert config.sampling == "auto" and config.resolved_sampling() == sampling
+    assert TrainConfig(loss=loss, sampling="shuffle").check().resolved_sampling() == "shuffle"  # a choice stays
+    # a sweep derives its configs from a checked base: each loss still gets its own
+    from rcl.ablation import ablation_configs
+
+    by_loss = {c.loss: c.resolved_sampling() for c in ablation_configs(TrainConfig().check(), [0])}
+    assert by_loss == {"ce": "sqrt_balanced", "wce": "shuffle", "focal": "sqrt_balanced",
+                       "label_smoothing": "sqrt_balanced", "rcl": "sqrt_balanced"}
+
+
+def test_a_run_from_before_the_sampling_option_reproduces_with_a_shuffle(tmp_path):
+    stored = TrainConfig().check().to_dict()
+    del stored["sampling"]
+    (tmp_path / "config.json").write_text(__import__("json").dumps({"train": stored, "taxonomy": {}}))
+    assert TrainConfig.load(tmp_path / "config.json").sampling == "shuffle"

@@ -539,6 +539,56 @@ def test_augment_policies_are_named_and_an_unknown_one_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown augment 'sepia'; choose one of: none, rotate_flip"):
         ImageArrayDataset(images, labels, train=True, augment="sepia")
 
+def test_zoom_magnifies_about_the_centre_and_no_zoom_is_the_old_transform():
+    from rcl.data.transforms import random_rotate_flip
+
+    # A centred bright square grows under magnification and never shrinks; the centre stays put.
+    square = torch.zeros(16, 1, 32, 32)
+    square[:, :, 12:20, 12:20] = 255.0
+    zoomed = random_rotate_flip(square, max_degrees=0.0, max_zoom=0.5, generator=torch.Generator().manual_seed(0))
+    area = (zoomed > 127).sum(dim=(1, 2, 3))
+    assert bool((area >= 64).all()) and bool((area > 64).any()) and bool((zoomed[:, 0, 15, 15] > 127).all())
+    # max_zoom 0 draws nothing more: the same generator state gives the same batch as before zoom existed.
+    plain = random_rotate_flip(square, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(plain, random_rotate_flip(square, generator=torch.Generator().manual_seed(3), max_zoom=0.0))
+
+
+@settings(max_examples=30, deadline=None)
+@given(counts=st.lists(st.integers(1, 200), min_size=2, max_size=7))
+def test_sqrt_balanced_draws_each_class_in_proportion_to_the_root_of_its_size(counts):
+    from rcl.data.sampling import sample_weights
+
+    labels = np.repeat(np.arange(len(counts)), counts)
+    weights = sample_weights(labels, "sqrt_balanced")
+    per_class = np.bincount(labels, weights=weights)
+    assert np.allclose(per_class / per_class.sum(), np.sqrt(counts) / np.sqrt(counts).sum())
+    assert sample_weights(labels, "shuffle") is None
+    with pytest.raises(ValueError, match="sampling must be one of: shuffle, sqrt_balanced; got 'balanced'"):
+        sample_weights(labels, "balanced")
+
+
+def test_a_sqrt_balanced_loader_shows_the_rare_class_more_often_and_reproducibly():
+    from rcl.config import TrainConfig
+    from rcl.engine import RunData, make_loader
+
+    images = np.zeros((400, 8, 8, 3), np.uint8)
+    labels = np.array([0] * 390 + [1] * 10)
+    run_data = RunData(taxonomy=None, images=images, labels=labels, ids=np.arange(400).astype(str),
+                       splits={"train": np.arange(400)}, info={})
+
+    def rare_share(sampling: str, seed: int) -> tuple[float, list]:
+        config = TrainConfig(sampling=sampling, batch_size=50, augment="none")
+        loader = make_loader(run_data, "train", config, torch.device("cpu"), torch.Generator().manual_seed(seed))
+        drawn = torch.cat([y for _, y in loader])
+        return float((drawn == 1).float().mean()), drawn.tolist()
+
+    shuffled, _ = rare_share("shuffle", 0)
+    balanced, first = rare_share("sqrt_balanced", 0)
+    assert shuffled == pytest.approx(10 / 400)  # every image once
+    assert 0.08 < balanced < 0.25  # expected √10 / (√390 + √10) ≈ 0.14
+    assert rare_share("sqrt_balanced", 0)[1] == first and rare_share("sqrt_balanced", 1)[1] != first
+
+
 # -- audit and CLI -----------------------------------------------------------------------------------
 def test_audit_reports_counts_groups_and_unreadable(tmp_path, toy_taxonomy):
     table = load_dataset(make_dirty_folder(tmp_path / "dirty"), taxonomy=toy_taxonomy)

@@ -135,6 +135,12 @@ def test_run_card_refuses_unfinished(tmp_path):
 def test_run_card_names_the_loss_with_its_penalties(tmp_path):
     b = load_run(fake_run(tmp_path, "b", loss="rcl", seed=3))
     assert "- Loss: `rcl α=5 β=20`" in run_card.run_card_markdown(b)
+    # a run from before the sampling option drew each image once; a newer one says how it drew them
+    assert "`rcl α=5 β=20`; each training image once per epoch" in run_card.run_card_markdown(b)
+    config = json.loads((b.path / "config.json").read_text())
+    config["train"]["sampling"] = "sqrt_balanced"
+    (b.path / "config.json").write_text(json.dumps(config))
+    assert "; rare diagnoses drawn more often" in run_card.run_card_markdown(load_run(b.path))
 
 
 def test_paper_headline_is_computed_from_the_published_figures():

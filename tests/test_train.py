@@ -60,6 +60,7 @@ def test_run_folder_is_complete(trained):
         assert 0 <= m["f1_macro"] <= 1 and 0 <= m["accuracy"] <= 1
     config = json.loads((trained / "config.json").read_text())
     assert config["train"]["loss"] == "rcl" and config["matrix"][0][1] in (1.0, 2.0, 10.0)
+    assert config["train"]["sampling"] == "sqrt_balanced"  # "auto", as the run resolved it
     assert config["dataset"]["synthetic"] is True and config["versions"]["torch"]
     assert len((trained / "history.jsonl").read_text().splitlines()) == 2
 

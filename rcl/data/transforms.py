@@ -26,6 +26,7 @@ from rcl.data import IMAGENET_MEAN, IMAGENET_STD
 from rcl.data.images import resize_rgb
 
 MAX_ROTATION_DEGREES = 20.0
+MAX_ZOOM = 0.25  # rotate_flip_zoom: magnified by up to 25%
 COLOUR_JITTER = 0.2  # brightness, contrast and saturation each scaled by a factor in [0.8, 1.2]
 
 # uint8 x → (x / 255 - mean) / std, as one multiply-add per channel.
@@ -39,14 +40,18 @@ def normalize(batch_uint8_or_float: torch.Tensor) -> torch.Tensor:
 
 
 def random_rotate_flip(batch: torch.Tensor, max_degrees: float = MAX_ROTATION_DEGREES,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
+                       generator: torch.Generator | None = None, max_zoom: float = 0.0) -> torch.Tensor:
     """Each image of a float (B, C, H, W) batch rotated by its own angle in ±``max_degrees`` and
     flipped horizontally and vertically with probability 1/2 each (bilinear, zero fill, as
-    torchvision's RandomRotation)."""
+    torchvision's RandomRotation); with ``max_zoom`` > 0 also magnified by a factor up to
+    1 + ``max_zoom`` about the centre (lesions differ in size and framing)."""
     n = batch.shape[0]
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(max_degrees)
     flip_x = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
     flip_y = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    if max_zoom > 0:  # sampling a smaller region of the input magnifies it
+        shrink = 1 / (1 + torch.rand(n, generator=generator) * max_zoom)
+        flip_x, flip_y = flip_x * shrink, flip_y * shrink
     cos, sin, zero = torch.cos(angle), torch.sin(angle), torch.zeros(n)
     theta = torch.stack([torch.stack([cos * flip_x, -sin * flip_y, zero], 1),
                          torch.stack([sin * flip_x, cos * flip_y, zero], 1)], 1)
@@ -74,10 +79,15 @@ def _rotate_flip_colour(batch: torch.Tensor) -> torch.Tensor:
     return random_rotate_flip(random_colour_jitter(batch))
 
 
+def _rotate_flip_zoom(batch: torch.Tensor) -> torch.Tensor:
+    return random_rotate_flip(batch, max_zoom=MAX_ZOOM)
+
+
 AUGMENTATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "none": lambda batch: batch,
     "rotate_flip": random_rotate_flip,
     "rotate_flip_colour": _rotate_flip_colour,
+    "rotate_flip_zoom": _rotate_flip_zoom,
 }
 
 
