@@ -6,7 +6,7 @@ side-by-side ratio under the same machine load, the previous demo config (small_
 this process only, not the image-decoding workers), load averages, the test split's size, its
 argmax CER with the bootstrap interval, and the default risk-calibrated decision's CER and F1.
 
-    RCL_HOME=$(mktemp -d) python benchmarks/demo_time.py [new] [old]
+    RCL_HOME=$(mktemp -d) python benchmarks/demo_time.py [new] [new-shuffle] [old]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import rcl
@@ -24,8 +25,10 @@ from rcl.train import run_training
 
 CONFIGS = {
     "new": rcl.demo_config,
+    # the demo as it drew its images before the sampling option: each image once per epoch
+    "new-shuffle": lambda: replace(rcl.demo_config(), sampling="shuffle", name="demo-shuffle"),
     "old": lambda: TrainConfig(data="synthetic", model="small_cnn", image_size=64, epochs=4, loss="ce",
-                               limit=1500, patience=5, name="demo-old"),
+                               limit=1500, patience=5, sampling="shuffle", name="demo-old"),
 }
 
 
