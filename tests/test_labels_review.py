@@ -93,6 +93,7 @@ def test_unsure_changes_nothing_until_a_second_reader_decides(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"verdict": "maybe"}, "verdict: unknown verdict 'maybe'; choose one of: keep, correct, unsure"),
+    ({"verdict": "maybe", "sample_id": "NV/zz.png"}, "verdict: unknown verdict 'maybe'; choose one of: keep, correct, unsure"),
     ({"reviewer": "  "}, "reviewer: give the reviewer's name (it is stored with the verdict)"),
     ({"sample_id": "NV/zz.png"}, "sample id: 'NV/zz.png' is not a sample of the dataset"),
     ({"sample_id": " "}, "sample id: give the id of the sample reviewed (its path in the dataset)"),

@@ -105,10 +105,10 @@ def new_verdict(history: list[dict], sample_id: str, verdict: str, *, reviewer: 
     sample_id = str(sample_id).strip()
     if not sample_id:
         raise ValueError("sample id: give the id of the sample reviewed (its path in the dataset)")
+    if verdict not in VERDICTS:  # before the id: a typo in the verdict is the more likely mistake to report
+        raise ValueError(f"verdict: unknown verdict {verdict!r}; choose one of: {', '.join(VERDICTS)}")
     if ids is not None and sample_id not in ids:
         raise ValueError(f"sample id: {sample_id!r} is not a sample of the dataset")
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict: unknown verdict {verdict!r}; choose one of: {', '.join(VERDICTS)}")
     reviewer = " ".join(str(reviewer or "").split())
     if not reviewer:
         raise ValueError("reviewer: give the reviewer's name (it is stored with the verdict)")
