@@ -11,7 +11,7 @@ defaults (resolved for the device) unless --model/--image-size/--epochs/... say 
     python benchmarks/label_noise.py --data ../shared/data/ham10000 --preset isic2018 --finder   # finder precision@k
     python benchmarks/label_noise.py --table                                                       # label_noise.md + .png
 
-Run folders go to ``--runs`` (default ``$RCL_HOME/bench-label-noise-MODEL-SIZEpx-EPOCHSep``);
+Run folders go to ``--runs`` (default ``$RCL_HOME/bench-label-noise-MODEL-SIZEpx-EPOCHSep-SAMPLING``);
 a finished run folder is skipped, so an interrupted benchmark resumes. Each finished run adds a
 row to ``label_noise.json`` / ``.csv`` in ``--out`` (default benchmarks/results; a row of the same
 run and recipe is replaced). ``--table`` reads only those files.
@@ -55,7 +55,8 @@ def recipe_of(config: TrainConfig) -> dict:
     """What makes two rows comparable: everything but loss, noise and seed (the data as given, the device resolved)."""
     from rcl.models import pick_device
 
-    keys = ("data", "preset", "model", "image_size", "epochs", "batch_size", "lr", "limit", "max_steps")
+    keys = ("data", "preset", "model", "image_size", "epochs", "batch_size", "lr", "weight_decay", "sampling", "limit",
+            "max_steps")
     return {**{k: getattr(config, k) for k in keys}, "device": pick_device(config.device).type}
 
 
@@ -295,7 +296,9 @@ def write_report(out: Path) -> str:
                               [x for x in LOSSES if any(r["loss"] == x for r in training)],
                               [x for x in NOISES if any(r["noise"] == x for r in training)]), "```", "",
             f"Recipe: {recipe['model']} at {recipe['image_size']} px, {plural(recipe['epochs'], 'epoch')}, batch "
-            f"{recipe['batch_size']}, lr {recipe['lr']:g}, device {recipe['device']}"
+            f"{recipe['batch_size']}, lr {recipe['lr']:g}, sampling {recipe.get('sampling', 'shuffle')}"
+            + (" (per loss: shuffle for WCE, which weights classes itself; else sqrt_balanced)"
+               if recipe.get("sampling") == "auto" else "") + f", device {recipe['device']}"
             + (f", at most {recipe['limit']} images" if recipe["limit"] else "")
             + (f", at most {recipe['max_steps']} steps per epoch" if recipe["max_steps"] else "")
             + ". Noise is injected into the **train split only** (`--label-noise`); every figure is on the "
@@ -329,6 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noises", default=",".join(NOISES), help="comma-separated KIND:RATE, or none")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run in parallel processes")
     parser.add_argument("--runs", default=None, help="folder for run folders")
+    parser.add_argument("--reuse", nargs="*", default=[],
+                        help="folders of finished runs (e.g. benchmarks/ham10000.py's) whose runs of the same "
+                             "training are copied instead of trained again")
     parser.add_argument("--out", default=str(RESULTS), help="folder for label_noise.json/.csv/.md/.png")
     parser.add_argument("--finder", action="store_true",
                         help="measure the label-issue finder instead (its default folds and epochs; this recipe's model, size, device)")
@@ -361,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     for config in configs:
         config.check()  # a bad --noises entry fails here, before anything trains
     runs = (Path(args.runs) if args.runs else
-            paths.home() / f"bench-label-noise-{base.model}-{base.image_size}px-{base.epochs}ep")
-    failed = train_all(configs, runs, args.jobs)
+            paths.home() / f"bench-label-noise-{base.model}-{base.image_size}px-{base.epochs}ep-{base.sampling}")
+    failed = train_all(configs, runs, args.jobs, reuse=[Path(r) for r in args.reuse])
     if failed:
         print(f"not finished, run the command again: {', '.join(failed)}", file=sys.stderr)
     run_dirs = [runs / c.name for c in configs if c.name not in failed]

@@ -8,19 +8,25 @@ others go on.
 
     from benchmarks.parallel import train_all
     train_all(configs, Path("runs/bench"), jobs=8, threads=2)
+
+Two benchmarks often train the same config under different names (the label-noise grid's clean CE
+run is the ablation's CE run): ``reuse=[other_runs_folder]`` copies such a finished run instead
+of training it again. Training on the CPU is deterministic per seed, so the copy is the run.
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from rcl.config import TrainConfig
+from rcl.config import TrainConfig, as_recorded
 
 
 def _init(threads: int | None) -> None:
@@ -43,15 +49,41 @@ def _train(config: dict, out: str) -> tuple[str, float, str | None]:
         return Path(out).name, time.perf_counter() - began, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
 
 
-def train_all(configs: list[TrainConfig], out: Path, jobs: int = 1, threads: int | None = None) -> list[str]:
-    """Train every config into ``out/<name>``, skipping finished folders: here one after the other
-    (``jobs`` 1), else in ``jobs`` processes of ``threads`` torch threads each (default: an equal
-    share of the cores). Returns the names of the trials that failed."""
+def _settings(train: dict) -> str:
+    """A run's training settings as it records them, apart from its name, as comparable text."""
+    return json.dumps({k: v for k, v in as_recorded(train).items() if k != "name"}, sort_keys=True)
+
+
+def reuse_finished(pending: list[TrainConfig], out: Path, sources) -> list[TrainConfig]:
+    """Copy into ``out/<name>`` every finished run in a ``sources`` folder whose stored settings are
+    those a pending config would train with; return the configs still to train."""
+    finished = {}
+    for source in sources:
+        for stored in sorted(Path(source).glob("*/config.json")):
+            if (stored.parent / "metrics.json").is_file():
+                finished.setdefault(_settings(json.loads(stored.read_text())["train"]), stored.parent)
+    left = []
+    for config in pending:
+        match = finished.get(_settings(TrainConfig.from_dict(config.to_dict()).check().to_dict()))
+        if match is None:
+            left.append(config)
+            continue
+        shutil.copytree(match, out / config.name, dirs_exist_ok=True)
+        print(f"{config.name}: the same training as {match}, copied", file=sys.stderr, flush=True)
+    return left
+
+
+def train_all(configs: list[TrainConfig], out: Path, jobs: int = 1, threads: int | None = None,
+              reuse=()) -> list[str]:
+    """Train every config into ``out/<name>``, skipping finished folders and copying the same
+    training finished in a ``reuse`` folder: here one after the other (``jobs`` 1), else in
+    ``jobs`` processes of ``threads`` torch threads each (default: an equal share of the cores).
+    Returns the names of the trials that failed."""
     out.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in configs]
     if len(set(names)) != len(names) or None in names:
         raise ValueError("every config needs its own name (the trial's folder)")
-    pending = [c for c in configs if not (out / c.name / "metrics.json").is_file()]
+    pending = reuse_finished([c for c in configs if not (out / c.name / "metrics.json").is_file()], out, reuse)
     print(f"{len(configs) - len(pending)} of {len(configs)} trials already finished; {len(pending)} to train "
           f"with {jobs} process(es)", file=sys.stderr, flush=True)
     failed = []

@@ -37,6 +37,21 @@ def auto_choice() -> str:
             "on a GPU")
 
 
+# What a field meant for runs stored before it existed, where that differs from today's default:
+# runs from before the sampling option drew every image once per epoch. Reading a run's config
+# (``TrainConfig.load``, a sweep's finished-trial check) fills an absent field from here.
+PREDATED = {"sampling": "shuffle"}
+
+
+def as_recorded(train: dict) -> dict:
+    """A train config as a run records it: fields it predates filled in (``PREDATED``, else the
+    default) and "auto" sampling resolved for its loss. Two runs of equal records trained alike."""
+    record = {**TrainConfig().to_dict(), **PREDATED, **train}
+    if record["sampling"] == AUTO:
+        record["sampling"] = sampling_for(record["loss"])
+    return record
+
+
 def sampling_for(loss: str) -> str:
     """What "auto" sampling becomes for a loss. Drawing rare classes more often raised HAM10000's
     test F1-macro from 0.608 to 0.643 (benchmarks/results/cpu_recipe.md); a loss that weights
@@ -278,8 +293,7 @@ class TrainConfig:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"config file {str(path)!r} is not valid JSON: {exc}") from exc
-        # A run folder's config.json nests the train config under "train". Runs from before the
-        # sampling option drew every image once per epoch: reproduce them so.
+        # A run folder's config.json nests the train config under "train".
         if isinstance(data.get("train"), dict):
-            return cls.from_dict({"sampling": "shuffle", **data["train"]})
+            return cls.from_dict({**PREDATED, **data["train"]})
         return cls.from_dict(data)

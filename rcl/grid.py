@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rcl import paths
-from rcl.config import SYNTHETIC, TrainConfig
+from rcl.config import SYNTHETIC, TrainConfig, as_recorded
 from rcl.jobs import JobStore, ensure_worker
 from rcl.jobs.client import ORPHAN_AFTER
 from rcl.jobs.job import Job
@@ -179,10 +179,8 @@ def _same_config(trial: Trial) -> bool:
         saved = json.loads((trial.run_dir / "config.json").read_text()).get("train", {})
     except (OSError, ValueError, AttributeError):
         return False
-    mine = trial.config.to_dict()
-    # A field newer than the saved run is absent from its config.json: it trained with the default.
-    defaults = TrainConfig.from_dict({}).to_dict()
-    return all(saved.get(key, defaults[key]) == mine[key] for key in mine if key not in EXECUTION_FIELDS)
+    mine, saved = as_recorded(trial.config.to_dict()), as_recorded(saved)
+    return all(saved[key] == mine[key] for key in mine if key not in EXECUTION_FIELDS)
 
 
 def refuse_busy(trials: Sequence[Trial], executor: str, store: JobStore) -> None:

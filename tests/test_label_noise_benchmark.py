@@ -35,9 +35,20 @@ def test_trains_records_resumes_and_writes_the_table(tmp_path, capsys):
     assert rcl_row["default_f1"] == pytest.approx(stored["decision"]["test"]["f1_macro"])  # the run's own decision
     assert rcl_row["argmax_f1"] == pytest.approx(stored["test"]["f1_macro"])
 
+    ce_row = next(r for r in rows if r["name"] == "clean-CE-seed0")
     assert label_noise.main(grid) == 0  # resumes: nothing retrained, no row doubled
     assert "4 of 4 trials already finished; 0 to train" in capsys.readouterr().err
     assert len(json.loads((out / "label_noise.json").read_text())) == 4
+
+    # the same trainings under other names elsewhere are copied, not trained (a CPU run is deterministic)
+    other = tmp_path / "other"
+    assert label_noise.main([*TINY, "--losses", "CE", "--noises", "none,miss:0.2", "--out", str(tmp_path / "o"),
+                             "--runs", str(other), "--reuse", str(runs)]) == 0
+    err = capsys.readouterr().err
+    assert f"clean-CE-seed0: the same training as {runs / 'clean-CE-seed0'}, copied" in err
+    assert "1 of 2 trials already finished; 1 to train" in err  # miss:0.2 was trained nowhere
+    copied = json.loads((tmp_path / "o" / "label_noise.json").read_text())
+    assert next(r for r in copied if r["name"] == "clean-CE-seed0")["argmax_f1"] == ce_row["argmax_f1"]
 
     assert label_noise.main([*TINY, "--out", str(out), "--finder"]) == 0
     finder = [r for r in json.loads((out / "label_noise.json").read_text()) if r["kind"] == "finder"]

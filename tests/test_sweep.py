@@ -81,6 +81,13 @@ def test_a_finished_trial_is_skipped_and_a_finished_run_of_another_config_is_ref
     (folder / "config.json").write_text(json.dumps({"train": configs[0].to_dict() | {"epochs": 7}}))
     with pytest.raises(ValueError, match="holds a finished run of another config"):
         grid.split_finished(trials)
+    # a run from before the sampling option drew each image once: not what "auto" now does for CE
+    older = {k: v for k, v in configs[0].to_dict().items() if k != "sampling"}
+    (folder / "config.json").write_text(json.dumps({"train": older}))
+    with pytest.raises(ValueError, match="holds a finished run of another config"):
+        grid.split_finished(trials)
+    (folder / "config.json").write_text(json.dumps({"train": configs[0].to_dict() | {"sampling": "sqrt_balanced"}}))
+    assert [t.name for t in grid.split_finished(trials)[1]] == ["ce-seed0"]  # "auto", resolved, is the same
 
 
 def test_trials_keep_their_row_a_failed_one_is_requeued_and_only_local_rows_are_claimed(store, tmp_path):
