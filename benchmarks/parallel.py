@@ -59,6 +59,8 @@ def reuse_finished(pending: list[TrainConfig], out: Path, sources) -> list[Train
     those a pending config would train with; return the configs still to train."""
     finished = {}
     for source in sources:
+        if not Path(source).is_dir():  # a mistyped folder would silently retrain everything
+            raise SystemExit(f"--reuse: {source} is not a folder of finished runs")
         for stored in sorted(Path(source).glob("*/config.json")):
             if (stored.parent / "metrics.json").is_file():
                 finished.setdefault(_settings(json.loads(stored.read_text())["train"]), stored.parent)

@@ -14,6 +14,12 @@ TINY = ["--data", "synthetic", "--limit", "150", "--epochs", "1", "--max-steps",
         "--seeds", "0", "--device", "cpu"]
 
 
+def test_a_missing_reuse_folder_is_one_clear_line(tmp_path):
+    with pytest.raises(SystemExit, match="--reuse: /no/such is not a folder of finished runs"):
+        label_noise.main([*TINY, "--losses", "CE", "--noises", "none", "--out", str(tmp_path / "o"),
+                          "--runs", str(tmp_path / "r"), "--reuse", "/no/such"])
+
+
 def test_bad_loss_is_one_clear_line(tmp_path):
     with pytest.raises(SystemExit, match="--losses: unknown MSE; choose from CE, WCE, Focal, RCL-Proposed"):
         label_noise.main([*TINY, "--losses", "CE,MSE", "--out", str(tmp_path)])
