@@ -79,7 +79,8 @@ def train_all(configs: list[TrainConfig], out: Path, jobs: int = 1, threads: int
               reuse=()) -> list[str]:
     """Train every config into ``out/<name>``, skipping finished folders and copying the same
     training finished in a ``reuse`` folder: here one after the other (``jobs`` 1), else in
-    ``jobs`` processes of ``threads`` torch threads each (default: an equal share of the cores).
+    ``jobs`` processes of ``threads`` torch threads each (default: an equal share of the cores;
+    one after the other, torch's own default unless ``threads`` is given).
     Returns the names of the trials that failed."""
     out.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in configs]
@@ -90,6 +91,7 @@ def train_all(configs: list[TrainConfig], out: Path, jobs: int = 1, threads: int
           f"with {jobs} process(es)", file=sys.stderr, flush=True)
     failed = []
     if jobs <= 1:
+        _init(threads)  # the same thread budget as one pool process
         for config in pending:
             name, seconds, error = _train(config.to_dict(), str(out / config.name))
             print(f"{name}: {'FAILED ' + error if error else 'done'} in {seconds:.0f} s", file=sys.stderr, flush=True)

@@ -30,9 +30,11 @@ if form.launch:
 if form.launch_comparison:
     with guard("could not launch the comparison"):
         group = form.fields["name"] or f"ablation-{datetime.now():%Y%m%d-%H%M%S}"
-        submitted = launch_jobs(rcl.ablation_configs(form.config(matrix), range(form.seeds)), group, JOB_KEY)
+        base = form.config(matrix)
+        seeds = form.comparison_seeds(base)
+        submitted = launch_jobs(rcl.ablation_configs(base, seeds), group, JOB_KEY)
         st.success(f"{len(submitted)} comparison jobs queued as **{group}** "
-                   f"(4 standard methods + 7 risk-calibrated settings × {form.seeds} seed(s)).")
+                   f"(4 standard methods + 7 risk-calibrated settings × {len(seeds)} seed(s)).")
 
 job_panel(JOB_KEY)
 grid_form(lambda: form.config(matrix))

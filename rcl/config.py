@@ -17,6 +17,7 @@ from rcl.data.layouts import SYNTHETIC
 from rcl.data.sampling import SAMPLING
 from rcl.data.votes import TARGET_MODES
 from rcl.loss_registry import LOSSES, canonical_loss
+from rcl.paths import RUN_WEIGHTS
 from rcl.selection import SELECTION_RULES
 from rcl.severity import PROPOSED_ALPHA, PROPOSED_BETA, SeverityMatrix, validate_matrix
 from rcl.taxonomy import Taxonomy, preset
@@ -114,7 +115,8 @@ class TrainConfig:
     model: str = option(AUTO, "small_cnn, cnn4, resnet18, resnet50, vit_base_patch16_224 or any timm name; "
                                     "auto: by device (cnn4 on CPU, resnet50 on a GPU)")
     pretrained: bool = option(False, "start from timm's ImageNet weights (needs a network once)", cli="switch")
-    weights: str | None = option(None, "local .safetensors/.pt weights to start from (offline machines)")
+    weights: str | None = option(None, "start from local .safetensors/.pt weights (offline machines), or fine-tune "
+                                       "a finished run: its folder (same data and split only)")
     image_size: int | str = option(AUTO, "pixels, square; auto: by device (40 on CPU, 224 on a GPU)")
     augment: str = option("rotate_flip", "training-time augmentation", choices=_augmentations)
     sampling: str = option(AUTO, "how an epoch draws training images: shuffle (each image once) or sqrt_balanced "
@@ -225,8 +227,14 @@ class TrainConfig:
             raise ValueError("select=f1_cer_cap needs cer_cap (e.g. 0.1)")
         if self.select == "cer_f1_floor" and self.f1_floor is None:
             raise ValueError("select=cer_f1_floor needs f1_floor (e.g. 0.5)")
-        if self.weights is not None and not Path(self.weights).expanduser().is_file():
-            raise ValueError(f"weights file {self.weights!r} does not exist")
+        if self.weights is not None:
+            weights = Path(self.weights).expanduser().absolute()  # absolute: a job runs elsewhere
+            if weights.is_dir():  # a finished run folder: fine-tune its weights (rcl/fine_tune.py)
+                weights = weights / RUN_WEIGHTS
+            if not weights.is_file():
+                raise ValueError(f"weights {self.weights!r}: no such file, nor a finished run folder holding "
+                                 f"{RUN_WEIGHTS}")
+            self.weights = str(weights)
         from rcl.labels.noise import parse_noise
 
         parse_noise(self.label_noise)

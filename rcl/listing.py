@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from rcl import paths
+from rcl.config import as_recorded
 from rcl.confusion import missed_malignant
 from rcl.decision import frontier
 from rcl.errors import explain
@@ -33,8 +34,8 @@ def ci_bounds(ci, metric: str) -> tuple[float | None, float | None]:
 def config_text(train: dict) -> str:
     """One line describing a training config, for hover labels."""
     return (f"{loss_label(train)} · {train.get('model', '?')} · {train.get('image_size', '?')} px · "
-            f"{train.get('epochs', '?')} epochs · lr {train.get('lr', 0):g} · seed {train.get('seed', '?')} · "
-            f"{initialisation(train)}")
+            f"{train.get('epochs', '?')} epochs · lr {train.get('lr', 0):g} · {as_recorded(train)['sampling']} "
+            f"sampling · seed {train.get('seed', '?')} · {initialisation(train)}")
 
 
 def run_row(run: Run) -> dict:

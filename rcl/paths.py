@@ -11,6 +11,8 @@ from pathlib import Path
 
 from rcl.atomic import write_with
 
+RUN_WEIGHTS = "model.safetensors"  # a run folder's trained weights (what triage, export and fine-tunes read)
+
 
 def home() -> Path:
     """The data directory (created on first use)."""

@@ -272,7 +272,7 @@ def list_runs(root: str | Path | None = None, finished_only: bool = False,
 def export_run(run_dir: str | Path, name: str, models_root: str | Path | None = None, overwrite: bool = False) -> Path:
     """Promote a finished run to ``models/NAME``: weights and the model card, nothing else."""
     run = load_run(run_dir)
-    if not run.finished or not (run.path / "model.safetensors").is_file():
+    if not run.finished or not (run.path / paths.RUN_WEIGHTS).is_file():
         raise ValueError(f"run {run.id} is not finished: nothing to export")
     if not name or any(c in name for c in "/\\") or name.startswith("."):
         raise ValueError(f"model name {name!r} must be a plain folder name")
@@ -282,7 +282,7 @@ def export_run(run_dir: str | Path, name: str, models_root: str | Path | None = 
     tmp = target.with_name(f".{name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copy2(run.path / "model.safetensors", tmp / "model.safetensors")
+    shutil.copy2(run.path / paths.RUN_WEIGHTS, tmp / paths.RUN_WEIGHTS)
     for extra in (OOD_FILE, GUARANTEE_FILE):  # the detector and a guaranteed rule travel with the model
         if (run.path / extra).is_file():
             shutil.copy2(run.path / extra, tmp / extra)
@@ -346,7 +346,7 @@ def load_model(source: str | Path, device: str = "cpu") -> LoadedModel:
         taxonomy, matrix = Taxonomy.from_dict(card["taxonomy"]), np.asarray(card["matrix"], dtype=np.float64)
     else:
         run = load_run(source)
-        if not (run.path / "model.safetensors").is_file():
+        if not (run.path / paths.RUN_WEIGHTS).is_file():
             raise ValueError(f"run {run.id} has no saved weights yet (model.safetensors)")
         architecture, image_size = run.train["model"], int(run.train["image_size"])
         taxonomy, matrix = run.taxonomy, np.asarray(run.config["matrix"], dtype=np.float64)
@@ -354,7 +354,7 @@ def load_model(source: str | Path, device: str = "cpu") -> LoadedModel:
                 "extras": {k: run.metrics[k] for k in EXTRAS if k in run.metrics},
                 "loss": run.train["loss"]}
     model = make_model(architecture, taxonomy.num_classes, image_size=image_size)
-    model.load_state_dict(read_state_dict(source / "model.safetensors"))
+    model.load_state_dict(read_state_dict(source / paths.RUN_WEIGHTS))
     place(model.eval(), torch.device(device))
     ood = MahalanobisDetector.load(source / OOD_FILE) if (source / OOD_FILE).is_file() else None
     return LoadedModel(model, taxonomy, matrix, image_size, architecture, source.resolve(), card, ood)

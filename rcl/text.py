@@ -1,12 +1,15 @@
 """Words and numbers as a user reads them: the one source for formatting, the disclaimer, the
 error-tier labels and the α/β label, shared by the CLI, the app, reports and benchmarks.
 
-Pure Python, no imports from the rest of ``rcl``: any layer may use it.
+Pure Python; from the rest of ``rcl`` only a file name of :mod:`rcl.paths` (itself a leaf): any layer may use it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+
+from rcl.paths import RUN_WEIGHTS
 
 MISSING = "n/a"
 """Shown where a number is undefined (e.g. CER when the split has no malignant case)."""
@@ -75,6 +78,9 @@ def decision_rule(key: str) -> str:
 def initialisation(train: dict) -> str:
     """Where a run's weights started, in words, from its ``train`` config."""
     if train.get("weights"):
+        weights = Path(train["weights"])
+        if weights.name == RUN_WEIGHTS:  # a run folder's own weights: name the run (its card says how it began)
+            return f"fine-tuned from run {weights.parent.name}"
         return "started from the weights file given"
     if train.get("pretrained"):
         return "started from ImageNet weights"

@@ -49,6 +49,7 @@ from rcl.engine import (
     train_one_epoch,
 )
 from rcl.errors import DataWarning, UserError
+from rcl.fine_tune import check_start_split
 from rcl.labels.noise import NOISE_FILE
 from rcl.labels.review import CORRECTIONS_FILE
 from rcl.metrics import argmax_metrics
@@ -59,7 +60,7 @@ from rcl.severity import cost_matrix
 
 Callback = Callable[[dict], None]
 # Files a training run produces; anything else in a target folder (a job's train.log) is kept.
-RUN_FILES = ("config.json", NOISE_FILE, CORRECTIONS_FILE, "history.jsonl", "epochs.npz", "model.safetensors", "last.pt",
+RUN_FILES = ("config.json", NOISE_FILE, CORRECTIONS_FILE, "history.jsonl", "epochs.npz", paths.RUN_WEIGHTS, "last.pt",
              "predictions.npz", posthoc.FEATURES_FILE, "ood.npz", paths.COMPLETE_MARKER)
 
 
@@ -160,6 +161,8 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
     # data, matrix, loss, model
     _seed_everything(config.seed)
     run_data = load_run_data(config)
+    check_start_split(config.weights, run_data.info["root"],
+                      run_data.ids[np.concatenate([run_data.splits["val"], run_data.splits["test"]])].tolist())
     taxonomy = run_data.taxonomy
     matrix = build_matrix(config, taxonomy)
     costs = cost_matrix(matrix)
@@ -246,7 +249,7 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
         chosen = select_epoch(history, config.select, config.cer_cap, config.f1_floor)
         if chosen != best:
             best = chosen
-            save_weights(kept, work / "model.safetensors")
+            save_weights(kept, work / paths.RUN_WEIGHTS)
         checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "epoch": epoch + 1,
                       "config": json.dumps(config.to_dict(), sort_keys=True)}
@@ -261,7 +264,7 @@ def run_training(config: TrainConfig, out_dir: str | Path, callback: Callback | 
 
     # the selected checkpoint, once over every split: logits and features stored for post-hoc work.
     # Float32 and the same path `rcl evaluate` uses, so reloading the weights reproduces them exactly.
-    kept.load_state_dict(read_state_dict(work / "model.safetensors"))
+    kept.load_state_dict(read_state_dict(work / paths.RUN_WEIGHTS))
     arrays, features = {}, {}
     for split in SPLITS:
         index = run_data.splits[split]

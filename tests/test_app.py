@@ -677,3 +677,35 @@ def test_pareto_plots_answered_case_cer_against_coverage(with_runs):
         expected = stored[label]["cer_answered"]["value"]
         assert (cer is None and expected is None) or cer == pytest.approx(expected)
     assert any("default decision" in c.value for c in at.caption)
+
+
+def test_train_fine_tunes_a_finished_run_on_its_own_split(trained, tmp_path, monkeypatch):
+    """Choosing a finished run's images submits a fine-tune of that run: its weights, data, split
+    (seed), network and image size, and the measured short schedule; the comparison keeps its seed."""
+    from rcl import jobs
+    from ui.train_form import START_RUN
+
+    home = tmp_path / "home"
+    shutil.copytree(trained["home"], home)
+    monkeypatch.setenv("RCL_HOME", str(home))
+    monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: 0)
+    start = (home / trained["runs"][0].name).resolve()
+    at = app("train").run()
+    at.radio(key="train_data_choice").set_value(START_RUN)
+    at.button[0].click().run()  # Launch, no run chosen yet
+    assert any("choose the finished run to fine-tune" in e.value for e in at.error)
+    assert "run-0-ce (tiny-ce) · synthetic · seed 0 · test F1 " in " ".join(at.selectbox(key="train_start_run").options)
+    at.selectbox(key="train_start_run").set_value(str(start))
+    at.number_input(key="train_seed").set_value(9)  # another seed would be another split: the run's wins
+    at.number_input(key="train_epochs").set_value(50)
+    at.button[0].click().run()
+    no_exception(at)
+    (job,) = jobs.JobStore().list()
+    started = rcl.load_run(start).train
+    assert job.config["weights"] == str(start / "model.safetensors")
+    for field in ("data", "seed", "limit", "model", "image_size", "val_fraction", "test_fraction"):
+        assert job.config[field] == started[field], field
+    assert (job.config["epochs"], job.config["lr"]) == (rcl.FINE_TUNE["epochs"], rcl.FINE_TUNE["lr"])
+    at.number_input(key="train_ablation_seeds").set_value(2)
+    at.button[1].click().run()  # the comparison, two repeats: the second would be another split
+    assert any("set the repeats to 1" in e.value for e in at.error) and len(jobs.JobStore().list()) == 1

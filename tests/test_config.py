@@ -24,7 +24,7 @@ def test_default_config_is_valid_and_round_trips(tmp_path):
         (dict(preset="chest"), "unknown preset 'chest'"),
         (dict(matrix=[[1, 2], [3, 4]]), r"must be 7 × 7"),
         (dict(select="f1_cer_cap"), "needs cer_cap"),
-        (dict(weights="/no/weights.pt"), "weights file '/no/weights.pt' does not exist"),
+        (dict(weights="/no/weights.pt"), "weights '/no/weights.pt': no such file, nor a finished run folder holding model.safetensors"),
         (dict(val_fraction=0.6, test_fraction=0.5), "sum to less than 1"),
         (dict(augment="sepia"), "unknown augment 'sepia'"),
         (dict(sampling="balanced"), "sampling must be 'auto' or one of: shuffle, sqrt_balanced; got 'balanced'"),

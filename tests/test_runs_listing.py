@@ -89,3 +89,15 @@ def test_app_run_rows_isolate_a_damaged_run(home):
     assert {r["f1_macro"] for r in rows} == {0.5}
     with_damaged = run_rows(home, include_damaged=True)
     assert {r["id"]: r["status"] for r in with_damaged}["bad-truncated"] == "damaged"
+
+
+@pytest.mark.parametrize("train, words", [
+    ({"loss": "rcl", "sampling": "auto"}, "sqrt_balanced sampling"),  # "auto" as the loss resolves it
+    ({"loss": "wce", "sampling": "auto"}, "shuffle sampling"),  # a loss that weights classes itself
+    ({"loss": "ce"}, "shuffle sampling"),  # a run stored before the option drew with a shuffle
+    ({"loss": "ce", "weights": "/runs/CE-seed0/model.safetensors"}, "fine-tuned from run CE-seed0"),
+])
+def test_a_runs_hover_line_says_how_it_drew_images_and_where_it_started(train, words):
+    from rcl.listing import config_text
+
+    assert words in config_text({"model": "cnn4", "image_size": 40, "epochs": 24, "lr": 1e-3, "seed": 0, **train})

@@ -336,3 +336,22 @@ def test_weight_average_is_what_is_evaluated_kept_and_resumed(tmp_path):
 def test_ema_outside_0_1_is_refused():
     with pytest.raises(ValueError, match="ema must be a decay between 0 and 1"):
         TrainConfig(ema=1.0).check()
+
+
+def test_fine_tune_from_a_run_only_on_its_own_split(trained, tmp_path, capsys):
+    """A run's weights (the file, or the run folder) start a fine-tune on the split it held out (the
+    card names that run); a run of the same data with another seed trained on some of the new run's
+    test images: refused."""
+    from rcl.text import initialisation
+
+    start = str(trained / "model.safetensors")
+    out = tmp_path / "fine-tuned"
+    assert main(["train", *TINY_ARGS, "--loss", "focal", "--epochs", "1", "--weights", start, "--out", str(out)]) == 0
+    assert initialisation(load_run(out).train) == "fine-tuned from run run-a"
+    np.testing.assert_array_equal(load_run(out).predictions("test")["ids"], load_run(trained).predictions("test")["ids"])
+
+    other_seed = [a if a != "3" else "4" for a in TINY_ARGS]  # --seed 3 → 4: another split of the same images
+    assert main(["train", *other_seed, "--weights", str(trained), "--out", str(tmp_path / "leaky")]) == 2  # the folder
+    message = capsys.readouterr().err.strip()
+    assert "run run-a was trained on another split of this dataset" in message and "\n" not in message
+    assert not (tmp_path / "leaky" / "metrics.json").exists()

@@ -16,10 +16,11 @@ from typing import Any
 import streamlit as st
 
 import rcl
-from ui.common import guard
+from ui.common import finished_rows, guard
 
 SYNTHETIC = "the bundled synthetic images (a demo: no patient data)"
 FOLDER = "a folder on this machine"
+START_RUN = "a finished run's images, fine-tuning its model (a quarter of the training time)"
 OTHER_MODEL = "other (timm name)"
 # Network choices, in words: how big and what hardware each needs (the values are timm/rcl names).
 MODELS = {
@@ -42,6 +43,7 @@ class TrainForm:
 
     fields: dict[str, Any]  # TrainConfig fields (everything but the severity matrix)
     weights_upload: Any  # an uploaded weights file, saved only when a job is launched
+    start_run: str | None  # with the fine-tune choice, the finished run's folder ("" until one is chosen)
     launch: bool
     launch_comparison: bool
     seeds: int
@@ -49,6 +51,12 @@ class TrainForm:
     def config(self, matrix: rcl.SeverityMatrix) -> rcl.TrainConfig:
         """The form's values and the Severity page's matrix, through the library's one path to a config."""
         fields = dict(self.fields)
+        if self.start_run is not None:
+            if not self.start_run:
+                raise ValueError("choose the finished run to fine-tune (or other images)")
+            if self.weights_upload is not None:
+                raise ValueError("fine-tuning a run starts from that run's weights: remove the uploaded weights file")
+            fields |= rcl.fine_tune_fields(rcl.load_run(self.start_run))  # its images, split, network; a short schedule
         if not fields["data"]:
             raise ValueError("type the dataset folder (or choose the bundled synthetic images)")
         if fields.get("label_corrections") == "":
@@ -57,11 +65,21 @@ class TrainForm:
             fields["weights"] = str(rcl.save_weights_file(self.weights_upload.name, self.weights_upload.getvalue()))
         return rcl.TrainConfig.from_matrix(matrix, **fields)
 
+    def comparison_seeds(self, config: rcl.TrainConfig) -> list[int]:
+        """The seeds of the paper's comparison: 0 … repeats − 1, or a fine-tuned run's own seed only
+        (the seed draws the split, and a fine-tune must keep its run's)."""
+        if self.start_run is None:
+            return list(range(self.seeds))
+        if self.seeds > 1:
+            raise ValueError("a fine-tune keeps its run's split, which one seed draws: set the repeats to 1")
+        return [config.seed]
 
-def _images() -> dict[str, Any]:
-    """Which images the model learns from, and which of their classes are malignant."""
+
+def _images() -> tuple[dict[str, Any], str | None]:
+    """Which images the model learns from, and which of their classes are malignant; also the run
+    to fine-tune when that is the choice."""
     st.markdown("**1 · Images to learn from**")
-    choice = st.radio("Images", [SYNTHETIC, FOLDER], key="train_data_choice", label_visibility="collapsed")
+    choice = st.radio("Images", [SYNTHETIC, FOLDER, START_RUN], key="train_data_choice", label_visibility="collapsed")
     folder = st.text_input("Folder (one sub-folder per diagnosis) or CSV file", key="train_folder",
                            placeholder="/data/ISIC2018_Task3_Training_Input",
                            help="For a folder on this machine: a sub-folder per diagnosis holding its images, "
@@ -75,10 +93,20 @@ def _images() -> dict[str, Any]:
                                 "page) instead of the dataset's own, in every split.")
     reviews = st.text_input("Review file (empty: the dataset's own)", key="train_reviews_file",
                             placeholder="…/rcl-reviews.jsonl", disabled=not reviewed)
+    runs = {row["path"]: row for row in finished_rows()}
+    start = st.selectbox(
+        "Finished run to fine-tune", [None, *runs], key="train_start_run",
+        format_func=lambda path: "(with the third choice above)" if path is None else
+        f"{runs[path]['id']} ({runs[path]['label']}) · {runs[path]['dataset']} · seed {runs[path]['seed']} · "
+                     f"test F1 {rcl.num(runs[path]['f1_macro'])}",
+        help=f"Starts from the run's trained weights on its images and its split (its validation and test images "
+             f"stay unseen) with its network and image size, for {rcl.FINE_TUNE['epochs']} epochs at learning rate "
+             f"{rcl.FINE_TUNE['lr']:g}: on HAM10000 that matched training the new method from scratch in a quarter "
+             "of the epochs. The settings above and under Advanced are then the run's.")
     data = "synthetic" if choice == SYNTHETIC else folder.strip()
     # "" stands for the dataset's own review file, found when the job is launched (it lists the dataset).
-    return {"data": data, "malignant": (malignant.strip() or None) if data != "synthetic" else None,
-            "label_corrections": reviews.strip() if reviewed else None}
+    return ({"data": data, "malignant": (malignant.strip() or None) if data != "synthetic" else None,
+             "label_corrections": reviews.strip() if reviewed else None}, (start or "") if choice == START_RUN else None)
 
 
 def _mistakes() -> dict[str, Any]:
@@ -137,7 +165,7 @@ def train_form() -> TrainForm:
     with st.form("train_form"):
         left, right = st.columns(2, gap="large")
         with left:
-            fields = _images()
+            fields, start_run = _images()
         with right:
             fields |= _mistakes()
         advanced, upload = _advanced()
@@ -151,7 +179,7 @@ def train_form() -> TrainForm:
         launch = b1.form_submit_button("Launch", type="primary")
         launch_comparison = b2.form_submit_button("Launch the paper's comparison")
         seeds = b3.number_input("Repeats of the comparison (seeds)", 1, 10, 1, key="train_ablation_seeds")
-    return TrainForm(fields, upload, launch, launch_comparison, int(seeds))
+    return TrainForm(fields, upload, start_run, launch, launch_comparison, int(seeds))
 
 
 def matrix_note(matrix: rcl.SeverityMatrix, loss: str) -> None:
