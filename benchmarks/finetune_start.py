@@ -92,15 +92,27 @@ def report(start_runs: Path, runs: Path, seeds: list[int], command: str) -> str:
             if row is None:
                 lines.append(f"| {method} | {start} | | | not finished ({folder.name}) | | | | |")
                 continue
-            means.setdefault((method, f"{start}, {row['epochs']} ep, lr {row['lr']:g}"), []).append(row)
+            means.setdefault((method, f"{start}, {row['epochs']} ep, lr {row['lr']:g}"), []).append({**row, "seed": seed})
             lines.append(f"| {method} | {start} | {row['epochs']} | {row['lr']:g} | {pct(row['cer'])} | "
                          f"{row['f1']:.3f} | {pct(row['decided_cer'])} | {row['decided_f1']:.3f} | {row['seconds']:.0f} |")
         lines.append("")
+    mean = {key: {m: float(np.mean([r[m] for r in rows])) for m in ("cer", "f1", "seconds")} | {"seeds": len(rows)}
+            for key, rows in means.items()}
     lines += ["## Mean over the seeds above", "",
               "| method | start | seeds | argmax CER | argmax F1 | seconds |", "|---|---|---|---|---|---|"]
-    for (method, start), rows in means.items():
-        lines.append(f"| {method} | {start} | {len(rows)} | {pct(np.mean([r['cer'] for r in rows]))} | "
-                     f"{np.mean([r['f1'] for r in rows]):.3f} | {np.mean([r['seconds'] for r in rows]):.0f} |")
+    for (method, start), m in mean.items():
+        lines.append(f"| {method} | {start} | {m['seeds']} | {pct(m['cer'])} | {m['f1']:.3f} | {m['seconds']:.0f} |")
+    lines += ["", "## The paper's headline pair, each started the same way (argmax, means above)", "",
+              "| start | seeds (both finished) | Focal CER | RCL-Proposed CER | relative CER cut | F1 kept of Focal's |", "|---|---|---|---|---|---|"]
+    for start in dict.fromkeys(start for _, start in mean):
+        pair = {m: {r["seed"]: r for r in means.get((m, start), [])} for m in ("Focal", "RCL-Proposed")}
+        both = sorted(set(pair["Focal"]) & set(pair["RCL-Proposed"]))  # seeds where both finished: a paired mean
+        if not both:
+            continue
+        focal, rcl_run = ({k: np.mean([pair[m][s][k] for s in both]) for k in ("cer", "f1")} for m in pair)
+        lines.append(f"| {start} | {len(both)} | {pct(focal['cer'])} | {pct(rcl_run['cer'])} | "
+                     f"{pct(1 - rcl_run['cer'] / focal['cer']) if focal['cer'] > 0 else '—'} | "
+                     f"{pct(rcl_run['f1'] / focal['f1'])} |")
     return "\n".join(lines) + "\n"
 
 

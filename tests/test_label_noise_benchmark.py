@@ -59,6 +59,12 @@ def test_trains_records_resumes_and_writes_the_table(tmp_path, capsys):
     assert label_noise.main([*TINY, "--out", str(out), "--finder"]) == 0
     finder = [r for r in json.loads((out / "label_noise.json").read_text()) if r["kind"] == "finder"]
     assert len(finder) == 1 and finder[0]["k"] > 0 and 0 <= finder[0]["precision_at_k"] <= 1
+    assert finder[0]["by_method"]["self_confidence"]["precision_at_k"] == finder[0]["precision_at_k"]  # the default
+    assert set(finder[0]["by_method"]) == {"self_confidence", "normalized_margin", "confidence_weighted_entropy",
+                                           "p_malignant"}
+    assert label_noise.main([*TINY, "--out", str(out), "--finder", "--folds", "2", "--finder-epochs", "1"]) == 0
+    names = [r["name"] for r in json.loads((out / "label_noise.json").read_text()) if r["kind"] == "finder"]
+    assert names == ["finder-miss0.1-seed0", "finder-miss0.1-2folds-1ep-seed0"]  # another setting: another row
 
     assert label_noise.main(["--table", "--out", str(out)]) == 0
     text = (out / "label_noise.md").read_text()
@@ -67,7 +73,9 @@ def test_trains_records_resumes_and_writes_the_table(tmp_path, capsys):
     ce_clean = next(r for r in rows if r["name"] == "clean-CE-seed0")
     assert f"| CE | none | 1 | {100 * ce_clean['argmax_cer']:.1f} ± 0.0 |" in text
     assert "degrades least" in text and ("one seed, no spread" in text or "is none: a tie" in text)
-    assert f"| 0 | {finder[0]['n']} | {finder[0]['k']} |" in text
+    assert f"| 0 | 3 × 10 epochs | {finder[0]['n']} | {finder[0]['k']} |" in text and "| 0 | 2 × 1 epochs |" in text
+    assert "with the finder's default settings: **" in text and "over 1 seed)" in text  # the 2-fold row is not averaged in
+    assert "| self_confidence: p@k / p@k/2 |" in text
     assert (out / "label_noise.png").stat().st_size > 10_000
 
 
