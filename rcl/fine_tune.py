@@ -17,6 +17,7 @@ from pathlib import Path
 from rcl.errors import UserError
 from rcl.paths import RUN_WEIGHTS
 from rcl.runs import Run, load_run
+from rcl.text import initialisation
 
 # The fine-tune schedule measured in benchmarks/results/finetune_start.md (a cosine schedule to its end).
 FINE_TUNE = {"epochs": 6, "lr": 1e-3}
@@ -35,6 +36,21 @@ def fine_tune_fields(run: Run) -> dict:
     train = run.train
     return {**{name: train[name] for name in SPLIT_FIELDS if name in train}, "model": train["model"],
             "image_size": train["image_size"], "weights": str(run.path / RUN_WEIGHTS), **FINE_TUNE}
+
+
+def start_text(train: dict) -> str:
+    """Where a run's weights started, in words, and for a fine-tune where its start's began
+    ("fine-tuned from run CE-seed0 (trained from scratch, no ImageNet weights)"), so a fine-tune of
+    a from-scratch model is never mistaken for an ImageNet-pretrained one. A start folder that is
+    gone or unreadable leaves the first part alone."""
+    text = initialisation(train)
+    weights = Path(train["weights"]) if train.get("weights") else None
+    if weights is None or weights.name != RUN_WEIGHTS:
+        return text
+    try:
+        return f"{text} ({initialisation(load_run(weights.parent).train)})"
+    except (ValueError, OSError, KeyError):
+        return text
 
 
 def check_start_split(weights: str | Path | None, data_root: str | Path, held_out_ids: list[str]) -> None:

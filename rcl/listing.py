@@ -18,9 +18,9 @@ from rcl.config import as_recorded
 from rcl.confusion import missed_malignant
 from rcl.decision import frontier
 from rcl.errors import explain
+from rcl.fine_tune import start_text
 from rcl.metrics import pareto_front
 from rcl.runs import MODEL_CARD, DamagedRun, Run, list_runs, loss_label, run_folders
-from rcl.text import initialisation
 
 
 def ci_bounds(ci, metric: str) -> tuple[float | None, float | None]:
@@ -35,7 +35,7 @@ def config_text(train: dict) -> str:
     """One line describing a training config, for hover labels."""
     return (f"{loss_label(train)} · {train.get('model', '?')} · {train.get('image_size', '?')} px · "
             f"{train.get('epochs', '?')} epochs · lr {train.get('lr', 0):g} · {as_recorded(train)['sampling']} "
-            f"sampling · seed {train.get('seed', '?')} · {initialisation(train)}")
+            f"sampling · seed {train.get('seed', '?')} · {start_text(train)}")
 
 
 def run_row(run: Run) -> dict:
@@ -45,7 +45,7 @@ def run_row(run: Run) -> dict:
     rule (``label_noise``, e.g. ``"miss:0.1"``, else None) and the stored test CIs, when present."""
     test = run.metrics.get("test", {})
     malignant = missed_malignant(test["confusion"], run.taxonomy)[1] if test.get("confusion") else None
-    return with_ci({**run.summary(), "config": config_text(run.train), "start": initialisation(run.train),
+    return with_ci({**run.summary(), "config": config_text(run.train), "start": start_text(run.train),
                     "malignant": malignant, "split": test.get("split_fingerprint"),
                     "loss_label": loss_label(run.train), "label_noise": run.train.get("label_noise")},
                    test.get("ci") or {})

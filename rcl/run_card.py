@@ -23,6 +23,7 @@ from rcl.comparison import comparable, with_splits
 from rcl.confusion import confusion_view, missed_malignant, tier_totals
 from rcl.data.sampling import SAMPLING
 from rcl.decision_scale import scaled_matrix
+from rcl.fine_tune import start_text
 from rcl.listing import run_ci, run_row, with_ci
 from rcl.loss_registry import loss_spec
 from rcl.runs import Run, loss_label
@@ -33,7 +34,6 @@ from rcl.text import (
     ci_text,
     count_of,
     decision_rule,
-    initialisation,
     num,
     pct,
     plural,
@@ -122,7 +122,7 @@ def _training(run: Run) -> list[str]:
     t, m = run.train, run.metrics
     rule = SELECTION_RULES.get(t.get("select", "f1"), t.get("select", "f1"))
     lines = ["## Training", "",
-             f"- Model `{t['model']}`, {t['image_size']} px images, {initialisation(t)}",
+             f"- Model `{t['model']}`, {t['image_size']} px images, {start_text(t)}",
              f"- {m.get('epochs_run', '?')} of {plural(t['epochs'], 'epoch')}; the weights kept are those of epoch "
              f"{m.get('selected_epoch', '?')}, chosen by {rule}; seed {t['seed']}",
              f"- Loss: `{loss_label(t)}`; {SAMPLING.get(t.get('sampling', 'shuffle'), t.get('sampling'))}",

@@ -342,12 +342,14 @@ def test_fine_tune_from_a_run_only_on_its_own_split(trained, tmp_path, capsys):
     """A run's weights (the file, or the run folder) start a fine-tune on the split it held out (the
     card names that run); a run of the same data with another seed trained on some of the new run's
     test images: refused."""
+    from rcl.fine_tune import start_text
     from rcl.text import initialisation
 
     start = str(trained / "model.safetensors")
     out = tmp_path / "fine-tuned"
     assert main(["train", *TINY_ARGS, "--loss", "focal", "--epochs", "1", "--weights", start, "--out", str(out)]) == 0
     assert initialisation(load_run(out).train) == "fine-tuned from run run-a"
+    assert start_text(load_run(out).train) == "fine-tuned from run run-a (trained from scratch, no ImageNet weights)"
     np.testing.assert_array_equal(load_run(out).predictions("test")["ids"], load_run(trained).predictions("test")["ids"])
 
     other_seed = [a if a != "3" else "4" for a in TINY_ARGS]  # --seed 3 → 4: another split of the same images

@@ -75,6 +75,12 @@ class TrainForm:
         return [config.seed]
 
 
+def _start_label(row: dict) -> str:
+    """A finished run in the fine-tune list: its folder, its own name when it has one, data, seed, F1."""
+    name = row["id"] if row["label"] == row["id"] else f"{row['id']} ({row['label']})"
+    return f"{name} · {row['dataset']} · seed {row['seed']} · test F1 {rcl.num(row['f1_macro'])}"
+
+
 def _images() -> tuple[dict[str, Any], str | None]:
     """Which images the model learns from, and which of their classes are malignant; also the run
     to fine-tune when that is the choice."""
@@ -97,8 +103,7 @@ def _images() -> tuple[dict[str, Any], str | None]:
     start = st.selectbox(
         "Finished run to fine-tune", [None, *runs], key="train_start_run",
         format_func=lambda path: "(with the third choice above)" if path is None else
-        f"{runs[path]['id']} ({runs[path]['label']}) · {runs[path]['dataset']} · seed {runs[path]['seed']} · "
-                     f"test F1 {rcl.num(runs[path]['f1_macro'])}",
+        _start_label(runs[path]),
         help=f"Starts from the run's trained weights on its images and its split (its validation and test images "
              f"stay unseen) with its network and image size, for {rcl.FINE_TUNE['epochs']} epochs at learning rate "
              f"{rcl.FINE_TUNE['lr']:g}: on HAM10000 that matched training the new method from scratch in a quarter "
