@@ -27,6 +27,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from rcl.config import TrainConfig, as_recorded
+from rcl.models import pick_device
 
 
 def _init(threads: int | None) -> None:
@@ -49,9 +50,12 @@ def _train(config: dict, out: str) -> tuple[str, float, str | None]:
         return Path(out).name, time.perf_counter() - began, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
 
 
-def _settings(train: dict) -> str:
-    """A run's training settings as it records them, apart from its name, as comparable text."""
-    return json.dumps({k: v for k, v in as_recorded(train).items() if k != "name"}, sort_keys=True)
+def _settings(train: dict, device: str) -> str:
+    """A run's training settings as it records them, apart from its name, with the kind of device it
+    trains on instead of the one asked for ("auto" and "cpu" train alike on a CPU machine), as
+    comparable text."""
+    record = {k: v for k, v in as_recorded(train).items() if k != "name"}
+    return json.dumps({**record, "device": device.split(":")[0]}, sort_keys=True)
 
 
 def reuse_finished(pending: list[TrainConfig], out: Path, sources) -> list[TrainConfig]:
@@ -63,10 +67,13 @@ def reuse_finished(pending: list[TrainConfig], out: Path, sources) -> list[Train
             raise SystemExit(f"--reuse: {source} is not a folder of finished runs")
         for stored in sorted(Path(source).glob("*/config.json")):
             if (stored.parent / "metrics.json").is_file():
-                finished.setdefault(_settings(json.loads(stored.read_text())["train"]), stored.parent)
+                record = json.loads(stored.read_text())
+                finished.setdefault(_settings(record["train"], record.get("device") or record["train"]["device"]),
+                                    stored.parent)
     left = []
     for config in pending:
-        match = finished.get(_settings(TrainConfig.from_dict(config.to_dict()).check().to_dict()))
+        checked = TrainConfig.from_dict(config.to_dict()).check()
+        match = finished.get(_settings(checked.to_dict(), pick_device(checked.device).type))
         if match is None:
             left.append(config)
             continue

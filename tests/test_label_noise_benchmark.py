@@ -14,6 +14,25 @@ TINY = ["--data", "synthetic", "--limit", "150", "--epochs", "1", "--max-steps",
         "--seeds", "0", "--device", "cpu"]
 
 
+@pytest.mark.parametrize("asked, trained_on, copied", [("auto", "cpu", True), ("cpu", "cpu", True),
+                                                       ("auto", "cuda:0", False)])
+def test_reuse_compares_the_device_a_run_trained_on_not_the_one_asked(tmp_path, asked, trained_on, copied):
+    """A finished run asked for "auto" that trained on the CPU is the same training as one asked for
+    "cpu" here (the ablation asks "auto", the label-noise grid "cpu"); one that trained on a GPU is not."""
+    from benchmarks.parallel import reuse_finished
+    from rcl.config import TrainConfig
+
+    config = TrainConfig(data="synthetic", model="small_cnn", image_size=32, epochs=1, device="cpu", name="clean-CE")
+    stored = TrainConfig.from_dict(config.to_dict()).check().to_dict() | {"device": asked, "name": "CE-seed0",
+                                                                         "sampling": config.resolved_sampling()}
+    source = tmp_path / "ablation" / "CE-seed0"
+    source.mkdir(parents=True)
+    (source / "config.json").write_text(json.dumps({"train": stored, "device": trained_on}))
+    (source / "metrics.json").write_text("{}")
+    left = reuse_finished([config], tmp_path / "grid", [tmp_path / "ablation"])
+    assert (left == []) is copied and (tmp_path / "grid" / "clean-CE" / "metrics.json").is_file() is copied
+
+
 def test_a_missing_reuse_folder_is_one_clear_line(tmp_path):
     with pytest.raises(SystemExit, match="--reuse: /no/such is not a folder of finished runs"):
         label_noise.main([*TINY, "--losses", "CE", "--noises", "none", "--out", str(tmp_path / "o"),
