@@ -128,22 +128,31 @@ def record(rows: list[dict], out: Path) -> None:
     flat.to_csv(out / "label_noise.csv", index=False)
 
 
-def reproduce_command(recipe: dict, seeds: list[int], finder_seeds: list[int], losses: list[str] | None = None,
-                      noises: list[str] | None = None) -> str:
-    """The commands that give these rows: the trainings (``seeds``; ``losses``/``noises`` name a subset
-    of the grid, None: all) and the finder (``finder_seeds``, none: no finder command)."""
+def reproduce_command(recipe: dict, training: list[dict], finder: list[dict]) -> str:
+    """The commands that give these rows: one grid command per set of seeds the noises were run
+    with (naming only the losses and noises trained), one finder command per fold setting, then
+    the table."""
     data = recipe["data"] if recipe["data"] == "synthetic" else os.path.relpath(recipe["data"], ROOT)
     flags = [f"--data {data}", *([f"--preset {recipe['preset']}"] if recipe["preset"] else []),
              f"--model {recipe['model']}", f"--image-size {recipe['image_size']}", f"--epochs {recipe['epochs']}",
              *([f"--limit {recipe['limit']}"] if recipe["limit"] else []),
              *([f"--max-steps {recipe['max_steps']}"] if recipe["max_steps"] else []), f"--device {recipe['device']}"]
     script = "python benchmarks/label_noise.py " + " ".join(flags)
-    grid = [f"--seeds {' '.join(map(str, seeds))}",
-            *([f"--losses {','.join(losses)}"] if losses and set(losses) != set(LOSSES) else []),
-            *([f"--noises {','.join(noises)}"] if noises and set(noises) != set(NOISES) else [])]
-    return "\n".join([*([f"{script} {' '.join(grid)} --jobs 4"] if seeds else []),
-                      *([f"{script} --seeds {' '.join(map(str, finder_seeds))} --finder"] if finder_seeds else []),
-                      "python benchmarks/label_noise.py --table"])
+    losses = [x for x in LOSSES if any(r["loss"] == x for r in training)]
+    by_seeds: dict[tuple, list[str]] = {}
+    for noise in [x for x in NOISES if any(r["noise"] == x for r in training)]:
+        by_seeds.setdefault(tuple(sorted({r["seed"] for r in training if r["noise"] == noise})), []).append(noise)
+    lines = [f"{script} --seeds {' '.join(map(str, seeds))}"
+             + (f" --losses {','.join(losses)}" if set(losses) != set(LOSSES) else "")
+             + (f" --noises {','.join(noises)}" if set(noises) != set(NOISES) else "") + " --jobs 2"
+             for seeds, noises in by_seeds.items()]
+    settings: dict[tuple, set] = {}
+    for r in finder:
+        settings.setdefault((r.get("default_settings", True), r["folds"], r["epochs"]), set()).add(r["seed"])
+    lines += [f"{script} --seeds {' '.join(map(str, sorted(seeds)))} --finder"
+              + ("" if default else f" --folds {folds} --finder-epochs {epochs}")
+              for (default, folds, epochs), seeds in settings.items()]
+    return "\n".join([*lines, "python benchmarks/label_noise.py --table"])
 
 
 def _latest_recipe(rows: list[dict]) -> dict:
@@ -284,7 +293,8 @@ def finder_section(rows: list[dict]) -> list[str]:
     default = [r for r in rows if r.get("default_settings", True)]
     mean = float(np.mean([r["precision_at_k"] for r in default])) if default else float("nan")
     verdict = "met" if mean >= FINDER_AIM else "not met"
-    text = [f"{rows[-1]['source']}; {rows[-1]['method']}.", "", *lines, "",
+    described = (default or rows)[-1]  # the finder as it runs by default, unless only other settings ran
+    text = [f"{described['source']}; {described['method']}.", "", *lines, "",
             f"Aim: precision@k ≥ {FINDER_AIM} at k = number of flips with the finder's default settings: "
             f"**{verdict}** (mean {mean:.3f} over {plural(len(default), 'seed')})."]
     ranked = [r for r in rows if "by_method" in r]
@@ -310,9 +320,7 @@ def write_report(out: Path) -> str:
     training, finder = [r for r in same if r["kind"] == "training"], [r for r in same if r["kind"] == "finder"]
     text = ["# Label noise: which loss degrades least when malignant training labels are wrong?", "",
             "Reproduce (`python benchmarks/label_noise.py --help`):", "", "```bash",
-            reproduce_command(recipe, sorted({r["seed"] for r in training}), sorted({r["seed"] for r in finder}),
-                              [x for x in LOSSES if any(r["loss"] == x for r in training)],
-                              [x for x in NOISES if any(r["noise"] == x for r in training)]), "```", "",
+            reproduce_command(recipe, training, finder), "```", "",
             f"Recipe: {recipe['model']} at {recipe['image_size']} px, {plural(recipe['epochs'], 'epoch')}, batch "
             f"{recipe['batch_size']}, lr {recipe['lr']:g}, sampling {recipe.get('sampling', 'shuffle')}"
             + (" (per loss: shuffle for WCE, which weights classes itself; else sqrt_balanced)"

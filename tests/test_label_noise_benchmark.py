@@ -88,13 +88,14 @@ def test_trains_records_resumes_and_writes_the_table(tmp_path, capsys):
     assert label_noise.main(["--table", "--out", str(out)]) == 0
     text = (out / "label_noise.md").read_text()
     assert "python benchmarks/label_noise.py --data synthetic --preset isic2018 --model cnn4 --image-size 32 " \
-           "--epochs 1 --limit 150 --max-steps 2 --device cpu --seeds 0 --losses CE,RCL-Proposed --noises none,miss:0.1 --jobs 4" in text
+           "--epochs 1 --limit 150 --max-steps 2 --device cpu --seeds 0 --losses CE,RCL-Proposed --noises none,miss:0.1 --jobs 2" in text
     ce_clean = next(r for r in rows if r["name"] == "clean-CE-seed0")
     assert f"| CE | none | 1 | {100 * ce_clean['argmax_cer']:.1f} ± 0.0 |" in text
     assert "degrades least" in text and ("one seed, no spread" in text or "is none: a tie" in text)
     assert f"| 0 | 3 × 10 epochs | {finder[0]['n']} | {finder[0]['k']} |" in text and "| 0 | 2 × 1 epochs |" in text
     assert "with the finder's default settings: **" in text and "over 1 seed)" in text  # the 2-fold row is not averaged in
     assert "| self_confidence: p@k / p@k/2 |" in text
+    assert "--seeds 0 --finder\n" in text and "--seeds 0 --finder --folds 2 --finder-epochs 1\n" in text
     assert (out / "label_noise.png").stat().st_size > 10_000
 
 
