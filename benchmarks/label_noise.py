@@ -220,8 +220,9 @@ def degradation(data, kind: str, decision: str):
     joined["d_cer"], joined["d_f1"] = joined["cer"] - joined["cer_clean"], joined["f1"] - joined["f1_clean"]
     per_seed = joined.groupby(["loss", "seed"])[["d_cer", "d_f1"]].mean()
     out = per_seed.groupby("loss").agg(d_cer=("d_cer", "mean"), d_cer_sd=("d_cer", "std"), d_f1=("d_f1", "mean"))
-    clean_means = clean.groupby("loss").mean()
-    out = out.join(clean_means.rename(columns={"cer": "clean_cer", "f1": "clean_f1"}))
+    # clean figures of the seeds that have this kind of noise: the "clean → noisy" pair is one set of seeds
+    paired = joined.drop_duplicates(["loss", "seed"]).groupby("loss")[["cer_clean", "f1_clean"]].mean()
+    out = out.join(paired.rename(columns={"cer_clean": "clean_cer", "f1_clean": "clean_f1"}))
     worst = joined[joined["rate"] == joined["rate"].max()].groupby("loss")[["cer", "f1"]].mean()
     return out.join(worst.rename(columns={"cer": "worst_cer", "f1": "worst_f1"})).sort_values("d_cer")
 
