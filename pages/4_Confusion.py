@@ -12,7 +12,7 @@ page("Confusion")
 run = require_run("the confusion matrix")
 
 test = run.metrics.get("test", {})
-st.write(f"**{run.label}** ({rcl.initialisation(run.train)}) · test split, {rcl.plural(test.get('n', 0), 'image')} · "
+st.write(f"**{run.label}** ({rcl.start_text(run.train)}) · test split, {rcl.plural(test.get('n', 0), 'image')} · "
          f"{rcl.decision_rule('argmax')} · "
          "cells coloured by error tier (rows: true class with its number of test images n, columns: predicted class).")
 normalise = st.toggle("Row-normalised (share of each true class)", key="confusion_normalise")

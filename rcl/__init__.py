@@ -68,7 +68,7 @@ _LAZY = {
     "make_loss": ("rcl.losses", "make_loss"),
     **{name: ("rcl.loss_registry", name) for name in ("LOSSES", "loss_spec", "canonical_loss", "carries_costs")},
     "run_training": ("rcl.train", "run_training"),
-    **{name: ("rcl.fine_tune", name) for name in ("FINE_TUNE", "fine_tune_fields")},
+    **{name: ("rcl.fine_tune", name) for name in ("FINE_TUNE", "fine_tune_fields", "start_text")},
     "analyse": ("rcl.posthoc", "analyse"),
     "evaluate_external": ("rcl.external", "evaluate_external"),
     "TrainConfig": ("rcl.config", "TrainConfig"),

@@ -168,7 +168,7 @@ def redecided_panel(run: rcl.Run | None, matrix: rcl.SeverityMatrix | None, taxo
     with guard("re-deciding the run"):
         result = rcl.redecide_run(run, matrix, own_default=own_default)
         argmax = result["argmax"]
-        st.caption(f"{run.label} ({rcl.initialisation(run.train)}) · {rcl.plural(result['n'], 'test image')} · "
+        st.caption(f"{run.label} ({rcl.start_text(run.train)}) · {rcl.plural(result['n'], 'test image')} · "
                    f"{result['rule']}, compared with the {argmax['rule']}")
         m1, m2, m3 = st.columns(3)
         delta_cer = None if result["cer"] is None or argmax["cer"] is None else result["cer"] - argmax["cer"]
