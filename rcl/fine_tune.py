@@ -70,7 +70,7 @@ def check_start_split(weights: str | Path | None, data_root: str | Path, held_ou
     trained_on = [i for i in held_out_ids if i not in seen]
     if trained_on:
         raise UserError(
-            f"--weights: run {start.id} was trained on another split of this dataset ({len(trained_on)} of this "
+            f"the start run {start.id} was trained on another split of this dataset ({len(trained_on)} of this "
             f"run's {len(held_out_ids)} validation/test images were not held out from it, e.g. {trained_on[0]}), so "
             "its scores would be inflated. Start from a run with the same data, seed, fractions and limit, or "
             "train from scratch.")

@@ -355,5 +355,5 @@ def test_fine_tune_from_a_run_only_on_its_own_split(trained, tmp_path, capsys):
     other_seed = [a if a != "3" else "4" for a in TINY_ARGS]  # --seed 3 → 4: another split of the same images
     assert main(["train", *other_seed, "--weights", str(trained), "--out", str(tmp_path / "leaky")]) == 2  # the folder
     message = capsys.readouterr().err.strip()
-    assert "run run-a was trained on another split of this dataset" in message and "\n" not in message
+    assert "the start run run-a was trained on another split of this dataset" in message and "\n" not in message
     assert not (tmp_path / "leaky" / "metrics.json").exists()
