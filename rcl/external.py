@@ -12,13 +12,16 @@ from torch.utils.data import DataLoader
 from rcl import data as rdata
 from rcl.answers import ARGMAX, abstention_report, run_answers
 from rcl.engine import infer
+from rcl.labels.illusion import illusion_scores
+from rcl.labels.noise import parse_noise
 from rcl.metrics import argmax_metrics, evaluate
 from rcl.ood import image_gate
 from rcl.severity import cost_matrix
 
 
 def evaluate_external(run_dir: str | Path, data: str, preset: str | None = None, batch_size: int = 64,
-                      ood_only: bool = False, malignant=None, taxonomy=None, seed: int = 0) -> dict:
+                      ood_only: bool = False, malignant=None, taxonomy=None, seed: int = 0,
+                      label_noise: str | None = None) -> dict:
     """Every readable sample of ``data`` predicted by the run at ``run_dir``.
 
     Labels are read through the run's own taxonomy, so class names must match it (aliases
@@ -28,10 +31,14 @@ def evaluate_external(run_dir: str | Path, data: str, preset: str | None = None,
     (``"abstention"``: coverage, answered-case CER/F1, CER if referred cases were sent home, with
     bootstrap intervals seeded by ``seed``) and the share of images flagged as unfamiliar (the
     image gate and the run's detector). With ``ood_only`` the data may have any classes: only the
-    unfamiliar share is reported.
+    unfamiliar share is reported. With ``label_noise`` (``"miss:0.1"``), ``"illusion"`` scores the
+    argmax answers against the data's labels and the same labels noised with ``seed``
+    (:func:`rcl.labels.illusion.illusion_scores`): how much an external test set's own label
+    errors could move its figures.
     """
     from rcl.runs import load_model
 
+    parse_noise(label_noise)  # a bad rule fails before any inference
     if not Path(data).expanduser().exists():
         raise ValueError(f"dataset {str(data)!r} does not exist")
     loaded = load_model(run_dir)
@@ -71,4 +78,7 @@ def evaluate_external(run_dir: str | Path, data: str, preset: str | None = None,
         result["decision"] = {"rule": answers.decision,
                               "test": evaluate(labels, answers.decisions, loaded.taxonomy).to_dict()}
         result["abstention"] = abstention_report(labels, answers.codes, loaded.taxonomy, answers.decision, seed=seed)
+        if label_noise is not None:
+            result["illusion"] = {"decision_rule": ARGMAX,
+                                  **illusion_scores(labels, logits.argmax(axis=1), loaded.taxonomy, label_noise, seed)}
     return result

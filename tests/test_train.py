@@ -95,9 +95,15 @@ def test_same_seed_same_metrics_and_resume_matches(trained, tmp_path):
 def test_evaluate_predict_runs_export(trained, tmp_path, capsys):
     dataset_root = json.loads((trained / "config.json").read_text())["dataset"]["root"]
     out = tmp_path / "external.json"
-    assert main(["evaluate", str(trained), "--data", dataset_root, "--out", str(out)]) == 0
+    assert main(["evaluate", str(trained), "--data", dataset_root, "--label-noise", "miss:0.2", "--out", str(out)]) == 0
     external = json.loads(out.read_text())
     assert external["test"]["n"] > 300 and set(external["test"]["tiers"]) >= {"type_2"}
+    # The illusion on the external labels: the clean side is the argmax figures above, and the noisy
+    # side counts exactly the flipped malignant cases fewer in CER's denominator.
+    illusion = external["illusion"]
+    assert illusion["clean"]["cer"]["value"] == pytest.approx(external["test"]["cer"])
+    assert illusion["noise"]["flipped"] == round(0.2 * illusion["noise"]["eligible"]) > 0
+    assert illusion["noisy"]["n_malignant"] == illusion["clean"]["n_malignant"] - illusion["noise"]["flipped"]
 
     images = sorted(Path(dataset_root).rglob("*.png"))[:2]
     capsys.readouterr()
@@ -217,6 +223,29 @@ def test_reselect_a_finished_run_without_retraining(trained, capsys):
     assert last["epoch"] == len(run.history())
     assert main(["reselect", str(trained), "--select", "expected_cost"]) == 0
     assert "rule expected_cost: epoch" in capsys.readouterr().out
+
+
+def test_evaluate_label_noise_scores_the_runs_own_test_split_clean_and_noisy(trained, tmp_path, capsys):
+    from rcl.labels.illusion import illusion_of_accuracy
+
+    capsys.readouterr()
+    assert main(["evaluate", str(trained), "--label-noise", "miss:0.2", "--seed", "3", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    expected = illusion_of_accuracy(load_run(trained), "miss:0.2", seed=3)
+    assert printed["noise"] == expected["noise"] and printed["noise"]["flipped"] > 0
+    for side in ("clean", "noisy"):
+        assert printed[side]["cer"] == pytest.approx(expected[side]["cer"])
+    assert printed["clean"]["cer"]["value"] == pytest.approx(json.loads((trained / "metrics.json").read_text())["test"]["cer"])
+
+    assert main(["evaluate", str(trained), "--label-noise", "miss:0.2"]) == 0
+    table = capsys.readouterr().out
+    assert "clean test labels" in table and "noisy test labels" in table and "argmax" in table
+
+    # Neither a dataset nor a noise rule, or a bad rule: one line each, before any inference.
+    assert main(["evaluate", str(trained)]) == 2
+    assert "--data: give the dataset" in capsys.readouterr().err
+    assert main(["evaluate", str(trained), "--data", str(tmp_path / "missing"), "--label-noise", "flip:0.1"]) == 2
+    assert "unknown kind 'flip'" in capsys.readouterr().err
 
 
 def test_evaluate_ood_only_on_data_of_other_classes(trained, tmp_path, capsys):

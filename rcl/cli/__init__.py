@@ -37,15 +37,18 @@ def print_json(data) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def print_table(rows: list[dict], columns: list[str]) -> None:
-    """A plain fixed-width table (no dependency) for terminal listings."""
+def table_lines(rows: list[dict], columns: list[str]) -> list[str]:
+    """A plain fixed-width table (no dependency) for terminal listings: the header, then one line per row."""
     if not rows:
-        return
+        return []
     cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in [columns, *cells]]
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    for line in table_lines(rows, columns):
+        print(line)
 
 
 # One module per topic; each registers its commands on import, in this order in `rcl --help`.

@@ -1,4 +1,4 @@
-"""``rcl label-issues``, ``illusion``, ``subgroups``: label quality from the shell."""
+"""``rcl label-issues``, ``subgroups``: label quality from the shell (clean vs noisy test labels: ``rcl evaluate --label-noise``)."""
 
 from __future__ import annotations
 
@@ -60,39 +60,6 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
               f"{fmt(p['precision_at_half_k'])} · flagged precision "
               f"{fmt(p['flagged_precision'])} · flagged recall {fmt(p['flagged_recall'])}")
     print_table(result["rows"][: args.top], ["id", "given", "suggested", "score", "p_malignant", "is_miss"])
-    return 0
-
-
-def add_illusion(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--label-noise", required=True, metavar="KIND:RATE", help="noise applied to the test labels, e.g. miss:0.1")
-    p.add_argument("--seed", type=int, default=0, help="which samples are flipped (default 0)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-@command("illusion", "the illusion of accuracy: a run scored on clean vs noisy test labels, side by side", add_illusion)
-def cmd_illusion(args: argparse.Namespace) -> int:
-    from rcl.labels.illusion import illusion_of_accuracy
-    from rcl.runs import load_run
-
-    result = illusion_of_accuracy(load_run(args.run_dir), args.label_noise, args.seed)
-    if args.json:
-        print_json(result)
-        return 0
-    noise = result["noise"]
-    print(f"run {result['run']}, {result['split']} split, {result['n']} cases, decision: {result['decision_rule']}")
-    print(f"noisy labels: {noise['spec']} ({noise['rule']}): {noise['flipped']} of {noise['eligible']} eligible "
-          f"labels flipped, seed {noise['seed']}")
-
-    def cell(metric: dict) -> str:
-        return f"{fmt(metric['value'])} [{fmt(metric['low'])}, {fmt(metric['high'])}]"
-
-    rows = [{"metric": name, "clean labels": cell(result["clean"][key]), "noisy labels": cell(result["noisy"][key])}
-            for name, key in (("CER", "cer"), ("F1-macro", "f1_macro"), ("accuracy", "accuracy"))]
-    rows.append({"metric": "malignant cases", "clean labels": result["clean"]["n_malignant"],
-                 "noisy labels": result["noisy"]["n_malignant"]})
-    print_table(rows, ["metric", "clean labels", "noisy labels"])
-    print("(95% bootstrap intervals)")
     return 0
 
 

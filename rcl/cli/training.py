@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from rcl.cli import command, fmt, print_json
+from rcl.cli import command, fmt, print_json, table_lines
+from rcl.errors import UserError
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
@@ -175,24 +176,43 @@ def annotators_line(report: dict) -> str:
 
 def add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--data", required=True, help="dataset in a layout the run's classes fit")
+    p.add_argument("--data", help="dataset in a layout the run's classes fit (without it, --label-noise scores the "
+                                  "run's own stored test split)")
     p.add_argument("--preset", help="taxonomy preset of the data, when it cannot be detected")
     p.add_argument("--malignant", metavar="A,B", help="the malignant classes of a folder-per-class dataset")
     p.add_argument("--taxonomy", metavar="FILE", help="a taxonomy JSON file for the data's classes")
     p.add_argument("--ood-only", action="store_true",
                    help="data of other classes: report only the share of images flagged as unfamiliar")
+    p.add_argument("--label-noise", metavar="KIND:RATE",
+                   help="the illusion of accuracy: score against the test labels as given and against the same "
+                        "labels noised by this rule (e.g. miss:0.1), side by side")
+    p.add_argument("--seed", type=int, default=0, help="which labels --label-noise flips, and the bootstrap (default 0)")
     p.add_argument("--out", help="write the metrics JSON here")
     p.add_argument("--json", action="store_true", help="print the metrics JSON instead of the summary")
 
 
-@command("evaluate", "evaluate a trained run on another dataset (external test set)", add_evaluate)
+@command("evaluate", "evaluate a trained run on another dataset (external test set), or on clean vs noisy test "
+                     "labels (--label-noise)", add_evaluate)
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from rcl.external import evaluate_external
     from rcl.taxonomy import Taxonomy
 
-    taxonomy = Taxonomy.load(args.taxonomy) if args.taxonomy else None
-    result = evaluate_external(args.run_dir, args.data, args.preset, ood_only=args.ood_only,
-                               malignant=args.malignant, taxonomy=taxonomy)
+    if args.data is None and args.label_noise is None:
+        raise UserError("--data: give the dataset to evaluate on, or --label-noise KIND:RATE to score the run's "
+                        "own test split against noisy labels")
+    if args.data is None:
+        from rcl.labels.illusion import illusion_of_accuracy
+        from rcl.runs import load_run
+
+        result = illusion_of_accuracy(load_run(args.run_dir), args.label_noise, args.seed)
+        lines = [f"run {result['run']}, its {result['split']} split"]
+    else:
+        from rcl.external import evaluate_external
+
+        taxonomy = Taxonomy.load(args.taxonomy) if args.taxonomy else None
+        result = evaluate_external(args.run_dir, args.data, args.preset, ood_only=args.ood_only,
+                                   malignant=args.malignant, taxonomy=taxonomy, seed=args.seed,
+                                   label_noise=args.label_noise)
+        lines = evaluate_summary(result)
     if args.out:
         from rcl.atomic import write_json
 
@@ -200,8 +220,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
         return 0
-    print("\n".join(evaluate_summary(result) + ([f"wrote {args.out}"] if args.out else [])))
+    illusion = result if args.data is None else result.get("illusion")
+    print("\n".join(lines + (illusion_lines(illusion) if illusion else []) + ([f"wrote {args.out}"] if args.out else [])))
     return 0
+
+
+def illusion_lines(illusion: dict) -> list[str]:
+    """The clean-vs-noisy table of :func:`rcl.labels.illusion.illusion_scores`, its noise and its rule."""
+    from rcl.labels.illusion import illusion_display
+
+    noise = illusion["noise"]
+    rows = illusion_display(illusion)
+    table = table_lines(rows, list(rows[0]))
+    return [f"the illusion of accuracy: {illusion['n']} cases, decision: {illusion['decision_rule']}",
+            f"noisy labels: {noise['spec']} ({noise['rule']}): {noise['flipped']} of {noise['eligible']} eligible "
+            f"labels flipped, seed {noise['seed']}", *table]
 
 
 def evaluate_summary(result: dict) -> list[str]:

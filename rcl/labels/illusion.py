@@ -17,22 +17,22 @@ from rcl.labels.noise import eligible, flip_labels, parse_noise
 from rcl.metrics import evaluate
 from rcl.uncertainty import bootstrap_ci
 
+# Both sides use argmax, the rule of metrics.json's test figures: the labels are what changes.
+ILLUSION_RULE = "argmax of the stored probabilities"
 
-def illusion_of_accuracy(run, noise, seed: int = 0, split: str = "test") -> dict:
-    """Clean vs noisy-label scores of ``run``'s stored ``split`` predictions.
 
-    ``noise`` is a rule (``"miss:0.1"``) applied to the stored labels with ``seed``. Returns
-    ``{"run", "split", "decision_rule", "n", "noise": {...}, "clean": {...}, "noisy": {...}}``
-    where each side has ``cer``, ``f1_macro``, ``accuracy`` (value, low, high), ``sensitivity``
-    and ``n_malignant`` (the CER denominator under those labels).
+def illusion_scores(labels: np.ndarray, predictions: np.ndarray, taxonomy, noise, seed: int = 0) -> dict:
+    """Clean vs noisy-label scores of ``predictions`` (class indices) against ``labels``.
+
+    ``noise`` is a rule (``"miss:0.1"``) applied to ``labels`` with ``seed``. Returns ``{"n",
+    "noise": {...}, "clean": {...}, "noisy": {...}}`` where each side has ``cer``, ``f1_macro``,
+    ``accuracy`` (value, low, high), ``sensitivity`` and ``n_malignant`` (the CER denominator under
+    those labels).
     """
     spec = parse_noise(noise)
     if spec is None:
         raise ValueError("label noise: give a rule KIND:RATE, e.g. miss:0.1")
-    stored = run.predictions(split)
-    labels = stored["labels"].astype(np.int64)
-    predictions = stored["probs"].argmax(axis=1)
-    taxonomy = run.taxonomy
+    labels = np.asarray(labels, dtype=np.int64)
     noisy, flipped = flip_labels(labels, taxonomy, spec, seed)
 
     def side(y_true: np.ndarray) -> dict:
@@ -42,12 +42,20 @@ def illusion_of_accuracy(run, noise, seed: int = 0, split: str = "test") -> dict
                 "n_malignant": int(np.asarray(taxonomy.is_critical)[y_true].sum()), "tiers": evaluation.tiers}
 
     return {
-        "run": run.id, "split": split, "decision_rule": "argmax of the stored probabilities", "n": int(labels.size),
+        "n": int(labels.size),
         "noise": {"spec": str(spec), "rule": spec.rule, "seed": int(seed), "eligible": int(eligible(labels, taxonomy, spec).sum()),
                   "flipped": int(flipped.size)},
         "clean": side(labels),
         "noisy": side(noisy),
     }
+
+
+def illusion_of_accuracy(run, noise, seed: int = 0, split: str = "test") -> dict:
+    """:func:`illusion_scores` of ``run``'s stored ``split`` predictions decided by argmax, with
+    ``"run"``, ``"split"`` and ``"decision_rule"`` beside the scores."""
+    stored = run.predictions(split)
+    return {"run": run.id, "split": split, "decision_rule": ILLUSION_RULE,
+            **illusion_scores(stored["labels"], stored["probs"].argmax(axis=1), run.taxonomy, noise, seed)}
 
 
 def illusion_display(result: dict) -> list[dict]:
