@@ -124,14 +124,14 @@ def home_jobs(finished_runs: int) -> None:
 
 PAGES = [
     st.Page(home, title="Home", icon=":material/home:", default=True),
-    st.Page("pages/1_Severity_matrix.py", title="Severity matrix", icon=":material/balance:", url_path="Severity_matrix"),
-    st.Page("pages/2_Train.py", title="Train", icon=":material/model_training:", url_path="Train"),
-    st.Page("pages/3_Pareto_frontier.py", title="Pareto frontier", icon=":material/show_chart:", url_path="Pareto_frontier"),
-    st.Page("pages/4_Confusion.py", title="Confusion", icon=":material/grid_on:", url_path="Confusion"),
-    st.Page("pages/5_Triage.py", title="Triage", icon=":material/search:", url_path="Triage"),
-    st.Page("pages/6_Run_card.py", title="Run card", icon=":material/description:", url_path="Run_card"),
-    st.Page("pages/7_Guarantee.py", title="Guarantee", icon=":material/verified_user:", url_path="Guarantee"),
-    st.Page("pages/8_Label_quality.py", title="Label quality", icon=":material/label:", url_path="Label_quality"),
+    st.Page("app_pages/1_Severity_matrix.py", title="Severity matrix", icon=":material/balance:", url_path="Severity_matrix"),
+    st.Page("app_pages/2_Train.py", title="Train", icon=":material/model_training:", url_path="Train"),
+    st.Page("app_pages/3_Pareto_frontier.py", title="Pareto frontier", icon=":material/show_chart:", url_path="Pareto_frontier"),
+    st.Page("app_pages/4_Confusion.py", title="Confusion", icon=":material/grid_on:", url_path="Confusion"),
+    st.Page("app_pages/5_Triage.py", title="Triage", icon=":material/search:", url_path="Triage"),
+    st.Page("app_pages/6_Run_card.py", title="Run card", icon=":material/description:", url_path="Run_card"),
+    st.Page("app_pages/7_Guarantee.py", title="Guarantee", icon=":material/verified_user:", url_path="Guarantee"),
+    st.Page("app_pages/8_Label_quality.py", title="Label quality", icon=":material/label:", url_path="Label_quality"),
 ]
 
 st.navigation(PAGES).run()

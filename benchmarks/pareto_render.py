@@ -77,7 +77,7 @@ def main() -> None:
 
         print(f"imports (once per server process, not per render): {time.perf_counter() - started:.1f} s")
 
-        page = str(ROOT / "pages" / "3_Pareto_frontier.py")
+        page = str(ROOT / "app_pages" / "3_Pareto_frontier.py")
         times = []
         for repeat in range(args.repeats + 1):
             at = AppTest.from_file(page, default_timeout=120)

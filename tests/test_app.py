@@ -17,13 +17,13 @@ import rcl
 
 PAGES = {
     "home": ROOT / "app.py",
-    "matrix": ROOT / "pages" / "1_Severity_matrix.py",
-    "train": ROOT / "pages" / "2_Train.py",
-    "pareto": ROOT / "pages" / "3_Pareto_frontier.py",
-    "confusion": ROOT / "pages" / "4_Confusion.py",
-    "triage": ROOT / "pages" / "5_Triage.py",
-    "card": ROOT / "pages" / "6_Run_card.py",
-    "guarantee": ROOT / "pages" / "7_Guarantee.py",
+    "matrix": ROOT / "app_pages" / "1_Severity_matrix.py",
+    "train": ROOT / "app_pages" / "2_Train.py",
+    "pareto": ROOT / "app_pages" / "3_Pareto_frontier.py",
+    "confusion": ROOT / "app_pages" / "4_Confusion.py",
+    "triage": ROOT / "app_pages" / "5_Triage.py",
+    "card": ROOT / "app_pages" / "6_Run_card.py",
+    "guarantee": ROOT / "app_pages" / "7_Guarantee.py",
 }
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, shared_cache) -> dict:

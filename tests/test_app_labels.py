@@ -27,7 +27,7 @@ PLANTED = [1, 4, 7, 10, 13, 16]  # test cases stored as "a" that the model calls
 def app():
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(ROOT / "pages" / "8_Label_quality.py"), default_timeout=120)
+    return AppTest.from_file(str(ROOT / "app_pages" / "8_Label_quality.py"), default_timeout=120)
 
 
 def texts(at) -> str:

@@ -14,9 +14,9 @@ import sys
 import pytest
 from helpers import ROOT, make_runs
 
-PAGES = {"home": "app.py", "severity_matrix": "pages/1_Severity_matrix.py", "train": "pages/2_Train.py",
-         "pareto": "pages/3_Pareto_frontier.py", "confusion": "pages/4_Confusion.py",
-         "run_card": "pages/6_Run_card.py", "label_quality": "pages/8_Label_quality.py"}
+PAGES = {"home": "app.py", "severity_matrix": "app_pages/1_Severity_matrix.py", "train": "app_pages/2_Train.py",
+         "pareto": "app_pages/3_Pareto_frontier.py", "confusion": "app_pages/4_Confusion.py",
+         "run_card": "app_pages/6_Run_card.py", "label_quality": "app_pages/8_Label_quality.py"}
 
 PROBE = """
 import json, sys

@@ -66,6 +66,18 @@ def assert_no_exception(page, name: str) -> None:
     assert boxes.count() == 0, f"{name}: {boxes.first.inner_text()[:500]}"
 
 
+def test_a_link_straight_to_a_page_shows_the_apps_navigation(server, browser):
+    """A bookmark or a shared link opened on a freshly started app (the first session, before
+    anyone opened Home) still gets the app's navigation ("Home", icons), not Streamlit's listing
+    of a ``pages/`` folder ("app")."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(f"{server['url']}/{PAGES['label_quality']}")
+    settle(page)
+    entries = [line.strip() for line in page.locator('[data-testid="stSidebarNav"]').inner_text().splitlines()]
+    assert "Home" in entries and "Label quality" in entries and "app" not in entries
+    page.close()
+
+
 def test_every_page_renders_without_exception(server, browser, shots):
     page = browser.new_page(viewport={"width": 1400, "height": 2000})
     for name, path in PAGES.items():

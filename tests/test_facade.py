@@ -9,7 +9,7 @@ from helpers import ROOT
 
 import rcl
 
-APP_FILES = [ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py")), *sorted((ROOT / "pages").glob("*.py"))]
+APP_FILES = [ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py")), *sorted((ROOT / "app_pages").glob("*.py"))]
 
 
 def rcl_imports(path) -> list[str]:

@@ -176,7 +176,7 @@ def submit_from_train_page(monkeypatch, loss: str, matrix: SeverityMatrix, folde
     from rcl import jobs
 
     monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: 0)
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Train.py"), default_timeout=90)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "2_Train.py"), default_timeout=90)
     at.session_state["matrix"] = matrix
     at.run()
     at.radio(key="train_loss").set_value(loss)

@@ -291,7 +291,7 @@ def test_the_train_page_shows_a_damaged_job_database_as_a_message(store):
     from streamlit.testing.v1 import AppTest
 
     store.path.write_bytes(b"garbage" * 1000)
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Train.py"), default_timeout=60).run()
+    at = AppTest.from_file(str(ROOT / "app_pages" / "2_Train.py"), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("is damaged" in e.value and "move it aside" in e.value for e in at.error), [e.value for e in at.error]
 

@@ -318,7 +318,7 @@ def test_the_train_page_trains_on_the_datasets_reviewed_labels(monkeypatch):
     from rcl.labels.review import review_target
 
     monkeypatch.setattr(jobs, "ensure_worker", lambda *a, **k: 0)
-    at = AppTest.from_file(str(ROOT / "pages" / "2_Train.py"), default_timeout=90).run()
+    at = AppTest.from_file(str(ROOT / "app_pages" / "2_Train.py"), default_timeout=90).run()
     at.checkbox(key="train_reviewed").check()
     at.button[0].click().run()  # Launch, before anyone reviewed anything
     assert any("label_corrections: file" in e.value and "does not exist" in e.value for e in at.error)

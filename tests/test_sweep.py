@@ -187,7 +187,7 @@ def test_number_axes_may_be_text_and_a_bad_item_is_named():
 def _train_page():
     from streamlit.testing.v1 import AppTest
 
-    return AppTest.from_file(str(ROOT / "pages" / "2_Train.py"), default_timeout=90).run()
+    return AppTest.from_file(str(ROOT / "app_pages" / "2_Train.py"), default_timeout=90).run()
 
 
 def test_the_train_page_sends_a_custom_grid_to_this_machine_and_shows_it_as_one_row(monkeypatch):
