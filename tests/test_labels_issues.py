@@ -2,6 +2,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rcl.labels.issues import OutOfFold, fold_indices, rank_label_issues, ranking_precision
@@ -96,3 +97,37 @@ def test_p_malignant_ranks_misses_by_the_malignant_superclass():
     rows = rank_label_issues(oof, "p_malignant")["rows"]
     assert [r["id"] for r in rows[:20]][-1] == odd and rows[19]["score"] == pytest.approx(0.11)
     assert all(r["is_miss"] for r in rows[:20])
+
+
+def _csv_with_sites(root, n=150):
+    """A CSV layout of ``n`` small images of 3 classes with an extra column, ``site``."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    labels = np.array(["a", "b", "m"])[np.arange(n) % 3]
+    for i, label in enumerate(labels):
+        colour = {"a": (200, 60, 60), "b": (60, 200, 60), "m": (60, 60, 200)}[label]
+        pixels = np.clip(rng.normal(colour, 40, (16, 16, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(root / f"img{i}.png")
+    pd.DataFrame({"path": [f"img{i}.png" for i in range(n)], "label": labels,
+                  "site": np.where(np.arange(n) % 2, "back", "face")}).to_csv(root / "data.csv", index=False)
+    return root / "data.csv"
+
+
+def test_cli_suspect_share_by_a_metadata_column(tmp_path, capsys):
+    from rcl.cli import main
+
+    data = str(_csv_with_sites(tmp_path))
+    options = ["label-issues", "--data", data, "--malignant", "m", "--folds", "2", "--epochs", "1", "--max-steps", "2",
+               "--image-size", "16", "--model", "small_cnn", "--device", "cpu"]
+    assert main([*options, "--by", "SITE", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    by = result["by_group"]
+    assert by["by"] == "site" and {r["group"] for r in by["groups"]} == {"back", "face"}
+    assert sum(r["n"] for r in by["groups"]) == result["n"] and sum(r["flagged"] for r in by["groups"]) == result["flagged"]
+    assert set(by["within_class"]) <= {"a", "b", "m"}
+
+    # A column the data lacks: one line naming those it has, before any fold model trains.
+    assert main([*options, "--by", "sex"]) == 2
+    captured = capsys.readouterr()
+    assert "--by 'sex'" in captured.err and "(columns it has: site)" in captured.err and "fold 1/2" not in captured.err

@@ -7,7 +7,7 @@ from PIL import Image
 
 from rcl.data import load_dataset
 from rcl.data.metadata import band, sample_metadata
-from rcl.labels.subgroups import MIN_CASES, run_subgroups, subgroup_table
+from rcl.labels.subgroups import MIN_CASES, run_subgroups, subgroup_table, suspect_rate_table, suspect_rates
 from rcl.metrics import evaluate
 from rcl.taxonomy import Taxonomy
 from rcl.uncertainty import bootstrap_ci
@@ -98,3 +98,41 @@ def test_unknown_by_column_is_one_clear_line(capsys):
     with pytest.raises(ValueError, match=r"^--by 'sex': the dataset 'synthetic' has no such metadata column "
                                          r"\(columns it has: none\)$"):
         run_subgroups(run, "sex")
+
+
+def test_suspect_rate_intervals_match_a_direct_bootstrap():
+    rng = np.random.default_rng(2)
+    flagged = np.concatenate([rng.random(500) < 0.05, rng.random(200) < 0.30, rng.random(20) < 0.5])
+    groups = np.array(["histo"] * 500 + ["follow_up"] * 200 + ["confocal"] * 20)
+    rows = {r["group"]: r for r in suspect_rate_table(flagged, groups, n_resamples=4000, seed=1)}
+    assert [r["group"] for r in suspect_rate_table(flagged, groups)] == ["histo", "follow_up", "confocal"]
+    follow = rows["follow_up"]
+    inside = groups == "follow_up"
+    assert (follow["n"], follow["flagged"]) == (200, int(flagged[inside].sum()))
+    assert follow["rate"]["value"] == pytest.approx(flagged[inside].mean())
+    # Resampling the labels themselves (indices with replacement) gives the same interval within noise.
+    own, rest = flagged[inside], flagged[~inside]
+    draws = rng.integers(0, own.size, (4000, own.size))
+    rate = own[draws].mean(axis=1)
+    assert np.quantile(rate, [0.025, 0.975]) == pytest.approx([follow["rate"]["low"], follow["rate"]["high"]], abs=0.01)
+    diff = rate - rest[rng.integers(0, rest.size, (4000, rest.size))].mean(axis=1)
+    assert np.quantile(diff, [0.025, 0.975]) == pytest.approx(
+        [follow["rate"]["diff_low"], follow["rate"]["diff_high"]], abs=0.01)
+    assert follow["rate"]["gap"] and follow["rate"]["diff"] > 0.15  # 30% against about 6%
+    assert "rate" not in rows["confocal"] and rows["confocal"]["too_small"] == f"20 labels < {MIN_CASES}: not estimated"
+
+
+def test_suspect_rates_within_each_given_class_compare_like_with_like():
+    # Nevi confirmed by follow-up are rarely flagged, biopsied ones often; the malignant class is
+    # all histopathology: no within-class comparison for it.
+    ids = [f"s{i}" for i in range(300)]
+    given = np.array(["NV"] * 200 + ["MEL"] * 100)
+    dx = pd.Series(["follow_up"] * 100 + ["histo"] * 200, index=ids)
+    flagged_ids = ids[95:100] + ids[100:140] + ids[200:260]  # 5 of 100 follow-up NV, 40 of 100 histo NV, 60 of 100 MEL
+    result = suspect_rates(ids, flagged_ids, dx, "dx_type", given=given)
+    overall = {r["group"]: r["rate"]["value"] for r in result["groups"]}
+    assert overall == {"histo": pytest.approx(100 / 200), "follow_up": pytest.approx(0.05)}
+    assert list(result["within_class"]) == ["NV"]
+    nevi = {r["group"]: r["rate"] for r in result["within_class"]["NV"]}
+    assert nevi["histo"]["value"] == pytest.approx(0.40) and nevi["follow_up"]["value"] == pytest.approx(0.05)
+    assert nevi["follow_up"]["gap"] and nevi["follow_up"]["diff"] == pytest.approx(-0.35)

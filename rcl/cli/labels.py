@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from rcl.cli import command, fmt, print_json, print_table
 from rcl.cli.training import add_train_options, config_from_args
 
@@ -21,6 +23,8 @@ def add_label_issues(p: argparse.ArgumentParser) -> None:
                    help=f"order of the suspects inside the misses-first review order (default {RANK_METHOD})")
     p.add_argument("--run", dest="run_dir", metavar="RUN_DIR",
                    help="rank a finished run's stored val/test probabilities instead of training fold models")
+    p.add_argument("--by", metavar="COLUMN", help="also the share of labels flagged per group of this metadata column, "
+                   "with 95%% intervals (HAM10000: dx_type, age, sex, localization)")
     p.add_argument("--top", type=int, default=20, help="rows to print (default 20; --json lists all flagged)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -35,18 +39,29 @@ def _fold_progress(event: dict) -> None:
          add_label_issues)
 def cmd_label_issues(args: argparse.Namespace) -> int:
     from rcl.labels.issues import FINDER_DEFAULTS, from_run, out_of_fold, rank_label_issues
+    from rcl.labels.subgroups import dataset_metadata, metadata_groups, suspect_rate_display, suspect_rates
 
+    run = config = None
     if args.run_dir:
         from rcl.runs import load_run
 
-        oof = from_run(load_run(args.run_dir))
+        run = load_run(args.run_dir)
     else:
         if args.config is None:  # fold models: minutes, not a full run's epochs, network and size
             for name in ("epochs", "model", "image_size"):
                 if getattr(args, name) is None:
                     setattr(args, name, FINDER_DEFAULTS[name])
-        oof = out_of_fold(config_from_args(args), args.folds, None if args.json else _fold_progress)
+        config = config_from_args(args).check()
+    if args.by:  # a column the data lacks is refused before any fold model trains
+        data, options = ((run.train["data"], {"taxonomy": run.taxonomy}) if run else
+                         (config.data, {"preset": config.preset, "taxonomy": config.resolved_taxonomy(),
+                                        "malignant": config.malignant}))
+        column, groups = metadata_groups(dataset_metadata(data, **options), args.by, data)
+    oof = from_run(run) if run else out_of_fold(config, args.folds, None if args.json else _fold_progress)
     result = rank_label_issues(oof, args.rank)
+    if args.by:
+        result["by_group"] = suspect_rates(oof.ids, [r["id"] for r in result["rows"]], groups, column,
+                                           given=np.asarray(oof.taxonomy.classes)[oof.labels])
     if args.json:
         print_json(result)
         return 0
@@ -60,6 +75,11 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
               f"{fmt(p['precision_at_half_k'])} · flagged precision "
               f"{fmt(p['flagged_precision'])} · flagged recall {fmt(p['flagged_recall'])}")
     print_table(result["rows"][: args.top], ["id", "given", "suggested", "score", "p_malignant", "is_miss"])
+    if args.by:
+        print(f"\nlabels flagged by {column}, over all labels and within each given class (95% bootstrap intervals; "
+              "a gap: the interval of group − rest excludes 0)")
+        rows = suspect_rate_display(result["by_group"])
+        print_table(rows, list(rows[0]))
     return 0
 
 

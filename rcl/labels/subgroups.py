@@ -10,6 +10,11 @@ resamples; a **gap** is flagged when that interval excludes 0.
 Too small to say anything: fewer than :data:`MIN_CASES` cases (nothing is estimated), or fewer
 than :data:`MIN_MALIGNANT` malignant cases (CER and sensitivity are not estimated). The row says
 so instead of printing noise.
+
+The finder's suspects by the same columns (:func:`suspect_rates`): the share of labels flagged per
+group, with its interval and the gap against the rest. On HAM10000 ``dx_type`` says how a label was
+confirmed (histopathology, follow-up, consensus, confocal), a check of the finder on real data:
+labels confirmed less firmly should be suspected more often.
 """
 
 from __future__ import annotations
@@ -91,12 +96,18 @@ def subgroup_table(y_true, y_pred, groups, taxonomy: Taxonomy, n_resamples: int 
     return rows
 
 
-def run_metadata(run) -> pd.DataFrame:
-    """The metadata columns of a run's dataset, per sample id (no columns for a layout without any)."""
+def dataset_metadata(data, **load_options) -> pd.DataFrame:
+    """The metadata columns of dataset ``data`` per sample id (no columns for a layout without
+    any); ``load_options`` as :func:`rcl.data.load_dataset` takes them (preset, taxonomy, ...)."""
     from rcl.data import load_dataset
     from rcl.data.metadata import sample_metadata
 
-    return sample_metadata(load_dataset(run.train["data"], taxonomy=run.taxonomy))
+    return sample_metadata(load_dataset(data, **load_options))
+
+
+def run_metadata(run) -> pd.DataFrame:
+    """The metadata columns of a run's dataset, per sample id."""
+    return dataset_metadata(run.train["data"], taxonomy=run.taxonomy)
 
 
 def metadata_columns(run) -> list[str]:
@@ -104,49 +115,113 @@ def metadata_columns(run) -> list[str]:
     return [str(c) for c in run_metadata(run).columns]
 
 
+def metadata_groups(metadata: pd.DataFrame, by: str, data_name: str) -> tuple[str, pd.Series]:
+    """Column ``by`` of ``metadata`` (any case) per sample id, numbers banded by quartile, and its
+    name as the data spells it. A column the data does not have is a ``ValueError`` listing those
+    it has."""
+    from rcl.data.metadata import band
+
+    lower = {str(c).lower(): c for c in metadata.columns}
+    if by.lower() not in lower:
+        have = ", ".join(map(str, metadata.columns)) if len(metadata.columns) else "none"
+        raise ValueError(f"--by {by!r}: the dataset {data_name!r} has no such metadata column (columns it has: {have})")
+    column = lower[by.lower()]
+    return str(column), band(metadata[column])
+
+
 def run_subgroups(run, by: str, split: str = "test", n_resamples: int = 1000, seed: int = 0) -> dict:
     """Subgroups of a finished run's stored ``split`` predictions (argmax) by metadata column ``by``.
 
-    The metadata is re-read from the run's dataset and matched by sample id. A ``by`` column the
-    dataset does not have is a ``ValueError`` listing the columns it has.
+    The metadata is re-read from the run's dataset and matched by sample id.
     """
-    from rcl.data.metadata import band
-
-    train = run.train
-    metadata = run_metadata(run)
-    lower = {c.lower(): c for c in metadata.columns}
-    if by.lower() not in lower:
-        have = ", ".join(metadata.columns) if len(metadata.columns) else "none"
-        raise ValueError(f"--by {by!r}: the dataset {train['data']!r} has no such metadata column "
-                         f"(columns it has: {have})")
-    column = lower[by.lower()]
+    column, values = metadata_groups(run_metadata(run), by, run.train["data"])
     stored = run.predictions(split)
     ids = stored["ids"].astype(str)
-    values = band(metadata[column]).reindex(ids)
     predictions = stored["probs"].argmax(axis=1)
     return {"run": run.id, "split": split, "by": column, "decision_rule": "argmax of the stored probabilities",
             "n": int(ids.size), "min_cases": MIN_CASES, "min_malignant": MIN_MALIGNANT, "confidence": 0.95,
-            "groups": subgroup_table(stored["labels"], predictions, values.to_numpy(), run.taxonomy, n_resamples,
-                                     seed=seed)}
+            "groups": subgroup_table(stored["labels"], predictions, values.reindex(ids).to_numpy(), run.taxonomy,
+                                     n_resamples, seed=seed)}
 
 
-def subgroup_display(result: dict) -> list[dict]:
-    """:func:`run_subgroups`' groups as a table reads them: each metric with its 95% interval, the
-    gaps (the interval of group − rest excludes 0) in words, "not estimated" where a group is too small
-    and the reason in ``note``."""
-    from rcl.text import ci_text, num, pct, points, signed
+def suspect_rate_table(flagged, groups, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> list[dict]:
+    """The share of labels the finder flagged, per group (largest first): ``group``, ``n``,
+    ``flagged`` and ``rate`` ``{"value", "low", "high", "diff", "diff_low", "diff_high", "gap"}``,
+    the difference and its interval against all other labels checked; ``too_small`` below
+    :data:`MIN_CASES` labels.
 
-    names = {"cer": ("CER", pct, points), "f1_macro": ("F1-macro", num, signed), "sensitivity": ("sensitivity", pct, points)}
+    fairlearn's MetricFrame groups (``selection_rate`` of the flags). The intervals are the
+    bootstrap of a share: resampling n 0/1 flags with replacement gives a Binomial(n, share)
+    count, drawn directly here, group and rest independently (they are disjoint)."""
+    from fairlearn.metrics import MetricFrame, selection_rate
+
+    flagged = np.asarray(flagged, dtype=bool)
+    groups = pd.Series(groups, dtype=object).where(pd.notna(pd.Series(groups, dtype=object)), MISSING).astype(str)
+    if len(groups) != flagged.size:
+        raise ValueError(f"groups has {len(groups)} values but {flagged.size} labels were checked")
+    points = MetricFrame(metrics={"n": lambda t, p: len(t), "flagged": lambda t, p: int(np.sum(p)),
+                                  "rate": lambda t, p: selection_rate(t, p, pos_label=True)},
+                         y_true=flagged, y_pred=flagged,
+                         sensitive_features=pd.Series(groups.to_numpy(), name="group")).by_group
+    rng = np.random.default_rng(seed)
     rows = []
-    for group in result["groups"]:
-        row = {"group": group["group"], "cases": group["n"], "malignant": group["n_malignant"]}
-        gaps = []
-        for key, (name, formatter, change) in names.items():
-            cell = group.get(key)
-            row[name] = "not estimated" if cell is None else ci_text(cell["value"], cell["low"], cell["high"], formatter)
-            if cell is not None and cell["gap"]:
-                gaps.append(f"{name} {change(cell['diff'])} vs the rest")
-        row["gap"] = "; ".join(gaps)
-        row["note"] = group.get("too_small", "")
+    for name, point in points.sort_values("n", ascending=False).iterrows():
+        inside = (groups == name).to_numpy()
+        row = {"group": str(name), "n": int(point["n"]), "flagged": int(point["flagged"])}
+        if row["n"] < MIN_CASES:
+            row["too_small"] = f"{row['n']} labels < {MIN_CASES}: not estimated"
+            rows.append(row)
+            continue
+        value = float(point["rate"])
+        own = rng.binomial(row["n"], value, n_resamples) / row["n"]
+        low, high, _ = percentile_interval(own, confidence)
+        cell = {"value": value, "low": low, "high": high, "diff": None, "diff_low": None, "diff_high": None, "gap": False}
+        if (~inside).any():
+            rest_rate = float(flagged[~inside].mean())
+            rest = rng.binomial(int((~inside).sum()), rest_rate, n_resamples) / (~inside).sum()
+            d_low, d_high, _ = percentile_interval(own - rest, confidence)
+            cell.update(diff=value - rest_rate, diff_low=d_low, diff_high=d_high, gap=d_low > 0 or d_high < 0)
+        row["rate"] = cell
         rows.append(row)
+    return rows
+
+
+def suspect_rates(ids, flagged_ids, groups: pd.Series, by: str, given=None, seed: int = 0) -> dict:
+    """:func:`suspect_rate_table` of the labels ``ids`` checked (``flagged_ids`` among them) by
+    ``groups`` (a group per sample id, e.g. from :func:`metadata_groups`).
+
+    With ``given`` (the given class name per label), ``"within_class"`` repeats the table inside
+    each given class that has two groups large enough to compare: a column such as HAM10000's
+    ``dx_type`` is bound up with the class (follow-up confirms only nevi), and the finder flags
+    some classes far more than others, so only the within-class rows compare like with like.
+    """
+    ids = np.asarray(ids).astype(str)
+    flagged = np.isin(ids, np.asarray(list(flagged_ids)).astype(str))
+    values = groups.reindex(ids).to_numpy()
+    result = {"by": by, "n": int(ids.size), "flagged": int(flagged.sum()), "min_cases": MIN_CASES, "confidence": 0.95,
+              "groups": suspect_rate_table(flagged, values, seed=seed)}
+    if given is not None:
+        given = np.asarray(given).astype(str)
+        result["within_class"] = {}
+        for name in pd.unique(given):
+            inside = given == name
+            rows = suspect_rate_table(flagged[inside], values[inside], seed=seed)
+            if sum("rate" in row for row in rows) >= 2:
+                result["within_class"][str(name)] = rows
+    return result
+
+
+def suspect_rate_display(result: dict) -> list[dict]:
+    """:func:`suspect_rates` as a table reads it: the flagged share with its 95% interval and the gap
+    against the rest in words; all labels first (``class`` "all"), then within each given class."""
+    from rcl.text import ci_text, pct, points
+
+    rows = []
+    for given, groups in [("all", result["groups"]), *result.get("within_class", {}).items()]:
+        for group in groups:
+            cell = group.get("rate")
+            rows.append({"class": given, "group": group["group"], "labels": group["n"], "flagged": group["flagged"],
+                         "flagged share": "not estimated" if cell is None else ci_text(cell["value"], cell["low"], cell["high"], pct),
+                         "gap": f"{points(cell['diff'])} vs the rest" if cell is not None and cell["gap"] else "",
+                         "note": group.get("too_small", "")})
     return rows
