@@ -103,7 +103,8 @@ _LAZY = {
     **{name: ("rcl.labels.study", name) for name in ("noise_groups", "noise_study", "study_display")},
     **{name: ("rcl.labels.suspects", name) for name in ("read_suspects", "run_suspects", "saved_suspects",
                                                         "suspect_caption", "suspect_gallery", "suspects_csv")},
-    **{name: ("rcl.labels.subgroups", name) for name in ("metadata_columns", "run_subgroups", "subgroup_display")},
+    **{name: ("rcl.labels.subgroups", name) for name in ("metadata_columns", "run_subgroups", "subgroup_display",
+                                                        "run_suspect_rates", "suspect_rate_display")},
     **{name: ("rcl.labels.illusion", name) for name in ("illusion_display", "illusion_of_accuracy")},
     "thumbnail": ("rcl.data.images", "thumbnail"),
 }

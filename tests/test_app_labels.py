@@ -124,9 +124,9 @@ def gallery(at) -> list[str]:
     return [columns[n % 6][n // 6] for n in range(len(captions))]
 
 
-def table(at, column: str) -> pd.DataFrame:
-    """The one table the page drew that has ``column``, indexed by it."""
-    (found,) = [d.value for d in at.dataframe if column in d.value.columns]
+def table(at, column: str, having: str | None = None) -> pd.DataFrame:
+    """The one table the page drew that has ``column`` (and ``having``), indexed by ``column``."""
+    (found,) = [d.value for d in at.dataframe if {column, having or column} <= set(d.value.columns)]
     return found.set_index(column)
 
 
@@ -223,7 +223,7 @@ def test_subgroups_table_shows_the_groups_cis_gaps_and_the_too_small_one(study_h
     at = shown(app().run(), "ce-miss-1")
     no_exception(at)
     assert at.selectbox(key="labels_by").options == ["site"]
-    groups = table(at, "group")
+    groups = table(at, "group", having="CER")
     result = rcl.run_subgroups(rcl.load_run(study_home / "ce-miss-1"), "site")
     expected = {g["group"]: g for g in result["groups"]}
     assert set(groups.index) == {"back", "face", "palm"}
@@ -232,6 +232,18 @@ def test_subgroups_table_shows_the_groups_cis_gaps_and_the_too_small_one(study_h
     assert groups.loc["face", "CER"] == f"{rcl.pct(face['value'])} (95% CI {rcl.pct(face['low'])} – {rcl.pct(face['high'])})"
     # ce-miss-1 misses the first half of the malignant cases: all 45 of "back", 5 of the 49 of "face"
     assert groups.loc["back", "gap"].startswith("CER +") and groups.loc["face", "gap"].startswith("CER -")
+
+
+def test_suspect_share_by_group_under_the_subgroups(study_home):
+    at = shown(app().run(), "rcl-miss-0")
+    no_exception(at)
+    shares = table(at, "class", having="flagged share").reset_index()
+    expected = rcl.run_suspect_rates(rcl.load_run(study_home / "rcl-miss-0"), "site")
+    assert shares.to_dict("records") == rcl.suspect_rate_display(expected)
+    overall = shares[shares["class"] == "all"].set_index("group")
+    assert overall["labels"].sum() == N_VAL + N_TEST and overall["flagged"].sum() == expected["flagged"] > 0
+    assert overall.loc["palm", "flagged share"] == "not estimated"
+    assert "Suspect labels by `site`" in texts(at)
 
 
 def test_clean_vs_noisy_test_side_by_side(study_home):

@@ -51,6 +51,15 @@ def run_subgroups(run: rcl.Run, by: str) -> dict:
     return _subgroups(*_key(run), by)
 
 
+@st.cache_data(show_spinner="Counting the suspects by group…", max_entries=32)
+def _suspect_rates(path: str, created: str, by: str) -> dict:
+    return rcl.run_suspect_rates(get_run(path), by)
+
+
+def run_suspect_rates(run: rcl.Run, by: str) -> dict:
+    return _suspect_rates(*_key(run), by)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _illusion(path: str, created: str, rule: str, seed: int) -> dict:
     return rcl.illusion_of_accuracy(get_run(path), rule, seed)

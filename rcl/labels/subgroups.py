@@ -211,6 +211,19 @@ def suspect_rates(ids, flagged_ids, groups: pd.Series, by: str, given=None, seed
     return result
 
 
+def run_suspect_rates(run, by: str) -> dict:
+    """:func:`suspect_rates` of a finished run's suspects (its stored validation and test labels,
+    :func:`rcl.labels.suspects.run_suspects`' ranking) by metadata column ``by``, within classes too."""
+    from rcl.labels.issues import from_run, rank_label_issues
+
+    column, groups = metadata_groups(run_metadata(run), by, run.train["data"])
+    checked = from_run(run)
+    ranking = rank_label_issues(checked)
+    return {"run": run.id, "source": ranking["source"], "method": ranking["method"],
+            **suspect_rates(checked.ids, [r["id"] for r in ranking["rows"]], groups, column,
+                            given=np.asarray(run.taxonomy.classes)[checked.labels])}
+
+
 def suspect_rate_display(result: dict) -> list[dict]:
     """:func:`suspect_rates` as a table reads it: the flagged share with its 95% interval and the gap
     against the rest in words; all labels first (``class`` "all"), then within each given class."""
@@ -224,4 +237,26 @@ def suspect_rate_display(result: dict) -> list[dict]:
                          "flagged share": "not estimated" if cell is None else ci_text(cell["value"], cell["low"], cell["high"], pct),
                          "gap": f"{points(cell['diff'])} vs the rest" if cell is not None and cell["gap"] else "",
                          "note": group.get("too_small", "")})
+    return rows
+
+
+def subgroup_display(result: dict) -> list[dict]:
+    """:func:`run_subgroups`' groups as a table reads them: each metric with its 95% interval, the
+    gaps (the interval of group − rest excludes 0) in words, "not estimated" where a group is too small
+    and the reason in ``note``."""
+    from rcl.text import ci_text, num, pct, points, signed
+
+    names = {"cer": ("CER", pct, points), "f1_macro": ("F1-macro", num, signed), "sensitivity": ("sensitivity", pct, points)}
+    rows = []
+    for group in result["groups"]:
+        row = {"group": group["group"], "cases": group["n"], "malignant": group["n_malignant"]}
+        gaps = []
+        for key, (name, formatter, change) in names.items():
+            cell = group.get(key)
+            row[name] = "not estimated" if cell is None else ci_text(cell["value"], cell["low"], cell["high"], formatter)
+            if cell is not None and cell["gap"]:
+                gaps.append(f"{name} {change(cell['diff'])} vs the rest")
+        row["gap"] = "; ".join(gaps)
+        row["note"] = group.get("too_small", "")
+        rows.append(row)
     return rows
