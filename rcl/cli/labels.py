@@ -94,7 +94,7 @@ def add_subgroups(p: argparse.ArgumentParser) -> None:
 @command("subgroups", "CER, F1 and sensitivity per subgroup of a metadata column, with bootstrap CIs and gaps",
          add_subgroups)
 def cmd_subgroups(args: argparse.Namespace) -> int:
-    from rcl.labels.subgroups import run_subgroups
+    from rcl.labels.subgroups import run_subgroups, subgroup_display
     from rcl.runs import load_run
 
     result = run_subgroups(load_run(args.run_dir), args.by, args.split)
@@ -102,17 +102,7 @@ def cmd_subgroups(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     print(f"run {result['run']}, {result['split']} split ({result['n']} cases) by {result['by']}; decision: "
-          f"{result['decision_rule']}; 95% bootstrap intervals; gap = the interval of (group − rest) excludes 0")
-
-    def cell(metric) -> str:
-        if metric is None:
-            return "–"
-        text = f"{fmt(metric['value'])} [{fmt(metric['low'])}, {fmt(metric['high'])}]"
-        return text + (f" GAP {metric['diff']:+.3f}" if metric["gap"] else "")
-
-    rows = [{"group": g["group"], "n": g["n"], "malignant": g["n_malignant"],
-             **{name: cell(g.get(key)) for name, key in (("CER", "cer"), ("F1-macro", "f1_macro"),
-                                                         ("sensitivity", "sensitivity"))},
-             "note": g.get("too_small", "")} for g in result["groups"]]
-    print_table(rows, ["group", "n", "malignant", "CER", "F1-macro", "sensitivity", "note"])
+          f"{result['decision_rule']}; a gap: the interval of (group − rest) excludes 0")
+    rows = subgroup_display(result)  # the Label quality page's table
+    print_table(rows, list(rows[0]))
     return 0
