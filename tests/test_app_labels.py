@@ -259,3 +259,16 @@ def test_clean_vs_noisy_test_side_by_side(study_home):
     f1 = expected["noisy"]["f1_macro"]
     assert sides.loc["F1-macro", "noisy test labels"] == f"{f1['value']:.3f} (95% CI {f1['low']:.3f} – {f1['high']:.3f})"
     assert "20 of 100 eligible labels flipped" in texts(at)
+
+
+def test_cli_subgroups_prints_the_pages_table(study_home, capsys):
+    from rcl.cli import main
+
+    assert main(["subgroups", str(study_home / "ce-miss-1"), "--by", "site"]) == 0
+    printed = capsys.readouterr().out
+    rows = rcl.subgroup_display(rcl.run_subgroups(rcl.load_run(study_home / "ce-miss-1"), "site"))
+    for row in rows:
+        line = next(line for line in printed.splitlines() if line.startswith(row["group"] + " "))
+        assert row["CER"] in line and row["F1-macro"] in line and row["note"] in line
+    assert main(["subgroups", str(study_home / "ce-miss-1"), "--by", "sex"]) == 2
+    assert "(columns it has: site)" in capsys.readouterr().err
