@@ -250,7 +250,18 @@ def answer(data, kind: str, decision: str) -> str:
             f"the noise rates ({100 * b['clean_cer']:.1f}% clean → {100 * b['worst_cer']:.1f}% at {rate:.0%}), against "
             f"{others} points for the others. The gap to {runner} ({100 * gap:.1f} points) {judged}. "
             f"Its F1-macro: {cost}; "
-            f"{b['worst_f1']:.3f} at {rate:.0%} {kind} noise ({b['d_f1']:+.3f} on average under noise).")
+            f"{b['worst_f1']:.3f} at {rate:.0%} {kind} noise ({b['d_f1']:+.3f} on average under noise). "
+            + safest_at_worst(table, best, kind, rate))
+
+
+def safest_at_worst(table, best: str, kind: str, rate: float) -> str:
+    """Degrading least is not being safest: which loss has the lowest test CER at the highest rate."""
+    safest = table["worst_cer"].idxmin()
+    s = table.loc[safest]
+    return (f"At {rate:.0%} {kind} noise the lowest test CER is {safest}'s ({100 * s['worst_cer']:.1f}%, F1 "
+            f"{s['worst_f1']:.3f})" + (": the same loss." if safest == best else
+                                       f", against {100 * table.loc[best, 'worst_cer']:.1f}% for {best}: the loss "
+                                       "that degrades least is not the safest one there."))
 
 
 def plot(stats, path: Path) -> None:

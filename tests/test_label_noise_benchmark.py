@@ -122,4 +122,15 @@ def test_the_plain_words_answer_is_computed_from_the_numbers():
     assert "(20.0% clean → 24.0% at 20%)" in text and "CE +15.0 points" in text
     assert "The gap to CE (12.0 points) is larger than the seed-to-seed sd" in text
     assert "Its F1-macro: 0.360 clean against 0.460 for CE, the best; 0.350 at 20% miss noise" in text
+    assert text.endswith("At 20% miss noise the lowest test CER is RCL-Proposed's (24.0%, F1 0.350): the same loss.")
+    # CE now degrades least (+1, +2 points) but stays far above RCL-Proposed's CER: the answer says both.
+    for r in rows:
+        if r["loss"] == "CE" and r["noise"] != "none":
+            for end in ("", "_low", "_high"):
+                r[f"argmax_cer{end}"] = 0.41 if r["noise"] == "miss:0.1" else 0.42
+    data, _ = label_noise.summary_frame(rows)
+    text = label_noise.answer(data, "miss", "argmax")
+    assert "**CE** degrades least" in text
+    assert text.endswith("At 20% miss noise the lowest test CER is RCL-Proposed's (24.0%, F1 0.350), against 42.0% for "
+                         "CE: the loss that degrades least is not the safest one there.")
     assert "| CE | miss:0.2 | 2 | 60.0 ± 0.0 | 60.0–60.0 | 0.440 ± 0.000 |" in label_noise.results_table(stats)
