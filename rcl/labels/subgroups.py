@@ -32,6 +32,14 @@ METRICS = ("cer", "f1_macro", "sensitivity")
 MISSING = "(missing)"
 
 
+def group_names(groups, n: int) -> pd.Series:
+    """One group name per case as text, a missing value named :data:`MISSING`; refused unless ``n`` long."""
+    values = pd.Series(groups, dtype=object)
+    if len(values) != n:
+        raise ValueError(f"groups has {len(values)} values but there are {n} cases")
+    return values.where(pd.notna(values), MISSING).astype(str)
+
+
 def _point_values(y_true, y_pred, groups, taxonomy: Taxonomy) -> pd.DataFrame:
     """Per group: n, malignant cases and the metrics' point values (fairlearn MetricFrame)."""
     from fairlearn.metrics import MetricFrame
@@ -59,9 +67,7 @@ def subgroup_table(y_true, y_pred, groups, taxonomy: Taxonomy, n_resamples: int 
     metric is not estimated. ``y_pred`` is the decision being judged (say which one it is)."""
     y_true = as_labels(y_true, taxonomy, "y_true")
     y_pred = as_labels(y_pred, taxonomy, "y_pred")
-    groups = pd.Series(groups, dtype=object).where(pd.notna(pd.Series(groups, dtype=object)), MISSING).astype(str)
-    if len(groups) != y_true.size:
-        raise ValueError(f"groups has {len(groups)} values but there are {y_true.size} cases")
+    groups = group_names(groups, y_true.size)
     points = _point_values(y_true, y_pred, groups.to_numpy(), taxonomy).sort_values("n", ascending=False)
     rows = []
     for name, point in points.iterrows():
@@ -156,9 +162,7 @@ def suspect_rate_table(flagged, groups, n_resamples: int = 1000, confidence: flo
     from fairlearn.metrics import MetricFrame, selection_rate
 
     flagged = np.asarray(flagged, dtype=bool)
-    groups = pd.Series(groups, dtype=object).where(pd.notna(pd.Series(groups, dtype=object)), MISSING).astype(str)
-    if len(groups) != flagged.size:
-        raise ValueError(f"groups has {len(groups)} values but {flagged.size} labels were checked")
+    groups = group_names(groups, flagged.size)
     points = MetricFrame(metrics={"n": lambda t, p: len(t), "flagged": lambda t, p: int(np.sum(p)),
                                   "rate": lambda t, p: selection_rate(t, p, pos_label=True)},
                          y_true=flagged, y_pred=flagged,
