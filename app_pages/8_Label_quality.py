@@ -110,10 +110,12 @@ with guard("subgroups"):
         st.dataframe(rcl.subgroup_display(groups_of), hide_index=True, width="stretch")
         rates = ui.run_suspect_rates(run, by)
         st.write(f"**Suspect labels by `{rates['by']}`**: the share of this run's {rates['n']} validation and test "
-                 "labels the finder flags, over all labels and within each given class.")
-        st.caption(f"{rates['method']}. 95% bootstrap intervals; a gap: the interval of (group − rest) excludes 0. "
+                 "labels the finder flags (the ranking of this run, whichever ranking is chosen above), over all "
+                 "labels and within each given class.")
+        st.caption(f"{rates['method']}. 95% intervals (Jeffreys); a gap: the interval of (group − rest) excludes 0. "
                    "Compare within a class: a column such as `dx_type` goes with the class (follow-up confirms only "
-                   "nevi), and some classes are flagged far more than others.")
+                   "nevi), and some classes are flagged far more than others. For the train split's labels: "
+                   f"`rcl label-issues --data ... --by {rates['by']}`.")
         st.dataframe(rcl.suspect_rate_display(rates), hide_index=True, width="stretch")
 
 # --- 4. the illusion of accuracy ------------------------------------------------------------------

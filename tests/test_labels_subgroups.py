@@ -7,7 +7,15 @@ from PIL import Image
 
 from rcl.data import load_dataset
 from rcl.data.metadata import band, sample_metadata
-from rcl.labels.subgroups import MIN_CASES, run_subgroups, subgroup_table, suspect_rate_table, suspect_rates
+from rcl.labels.subgroups import (
+    MIN_CASES,
+    NOT_DESCRIBED,
+    dataset_metadata,
+    run_subgroups,
+    subgroup_table,
+    suspect_rate_table,
+    suspect_rates,
+)
 from rcl.metrics import evaluate
 from rcl.taxonomy import Taxonomy
 from rcl.uncertainty import bootstrap_ci
@@ -136,3 +144,34 @@ def test_suspect_rates_within_each_given_class_compare_like_with_like():
     nevi = {r["group"]: r["rate"] for r in result["within_class"]["NV"]}
     assert nevi["histo"]["value"] == pytest.approx(0.40) and nevi["follow_up"]["value"] == pytest.approx(0.05)
     assert nevi["follow_up"]["gap"] and nevi["follow_up"]["diff"] == pytest.approx(-0.35)
+
+
+def test_no_flag_in_a_group_is_not_a_gap_by_itself():
+    # 0 of 30 flagged against 40 of 1000: Fisher's exact test p = 0.63. A bootstrap of the flags would
+    # give the group a zero-width interval and call the difference a gap.
+    flagged = np.concatenate([np.zeros(30, bool), np.arange(1000) < 40])
+    groups = ["small"] * 30 + ["large"] * 1000
+    rows = {r["group"]: r["rate"] for r in suspect_rate_table(flagged, groups)}
+    assert rows["small"]["value"] == 0 and rows["small"]["low"] == pytest.approx(0, abs=1e-3)
+    assert rows["small"]["high"] > 0.05 and not rows["small"]["gap"] and not rows["large"]["gap"]
+
+
+def test_the_same_labels_get_the_same_interval_in_every_table_and_unknown_ids_are_named():
+    ids = [f"s{i}" for i in range(300)]
+    given = ["NV"] * 200 + ["MEL"] * 100
+    dx = pd.Series(["follow_up"] * 100 + ["histo"] * 150, index=ids[:250])  # the last 50 ids: no metadata row
+    result = suspect_rates(ids, ids[95:100] + ids[100:140], dx, "dx_type", given=given)
+    overall = {r["group"]: r for r in result["groups"]}
+    within = {r["group"]: r for r in result["within_class"]["NV"]}
+    assert (overall["follow_up"]["rate"]["low"], overall["follow_up"]["rate"]["high"]) == (
+        within["follow_up"]["rate"]["low"], within["follow_up"]["rate"]["high"])
+    assert overall[NOT_DESCRIBED]["n"] == 50
+
+
+def test_metadata_of_a_csv_whose_labels_are_annotator_columns(tmp_path):
+    for i in range(6):
+        Image.new("RGB", (8, 8), (i * 20, 0, 0)).save(tmp_path / f"img{i}.png")
+    pd.DataFrame({"path": [f"img{i}.png" for i in range(6)], "dr_a": ["a", "b", "m"] * 2, "dr_b": ["a", "m", "m"] * 2,
+                  "site": ["back", "face"] * 3}).to_csv(tmp_path / "votes.csv", index=False)
+    meta = dataset_metadata(tmp_path / "votes.csv", taxonomy=TOY, label_columns=["dr_a", "dr_b"])
+    assert meta.loc["img1.png", "site"] == "face"

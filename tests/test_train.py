@@ -246,6 +246,10 @@ def test_evaluate_label_noise_scores_the_runs_own_test_split_clean_and_noisy(tra
     assert "--data: give the dataset" in capsys.readouterr().err
     assert main(["evaluate", str(trained), "--data", str(tmp_path / "missing"), "--label-noise", "flip:0.1"]) == 2
     assert "unknown kind 'flip'" in capsys.readouterr().err
+    assert main(["evaluate", str(trained), "--label-noise", "miss:0.1", "--preset", "isic2018"]) == 2
+    assert "describe the data given with --data" in capsys.readouterr().err
+    assert main(["evaluate", str(trained), "--data", str(tmp_path), "--ood-only", "--label-noise", "miss:0.1"]) == 2
+    assert "--ood-only reads none" in capsys.readouterr().err
 
 
 def test_evaluate_ood_only_on_data_of_other_classes(trained, tmp_path, capsys):

@@ -55,7 +55,7 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
     if args.by:  # a column the data lacks is refused before any fold model trains
         data, options = ((run.train["data"], {"taxonomy": run.taxonomy}) if run else
                          (config.data, {"preset": config.preset, "taxonomy": config.resolved_taxonomy(),
-                                        "malignant": config.malignant}))
+                                        "malignant": config.malignant, "label_columns": config.label_columns}))
         column, groups = metadata_groups(dataset_metadata(data, **options), args.by, data)
     oof = from_run(run) if run else out_of_fold(config, args.folds, None if args.json else _fold_progress)
     result = rank_label_issues(oof, args.rank)
@@ -79,7 +79,7 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
         print(f"\nlabels flagged by {column}, over all labels and within each given class (95% bootstrap intervals; "
               "a gap: the interval of group − rest excludes 0)")
         rows = suspect_rate_display(result["by_group"])
-        print_table(rows, list(rows[0]))
+        print_table(rows, list(rows[0]) if rows else [])
     return 0
 
 
@@ -104,5 +104,5 @@ def cmd_subgroups(args: argparse.Namespace) -> int:
     print(f"run {result['run']}, {result['split']} split ({result['n']} cases) by {result['by']}; decision: "
           f"{result['decision_rule']}; a gap: the interval of (group − rest) excludes 0")
     rows = subgroup_display(result)  # the Label quality page's table
-    print_table(rows, list(rows[0]))
+    print_table(rows, list(rows[0]) if rows else [])
     return 0

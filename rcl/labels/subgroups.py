@@ -19,6 +19,8 @@ labels confirmed less firmly should be suspected more often.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pandas as pd
 
@@ -29,7 +31,8 @@ from rcl.uncertainty import bootstrap_ci, confusion_metrics, percentile_interval
 MIN_CASES = 30
 MIN_MALIGNANT = 10
 METRICS = ("cer", "f1_macro", "sensitivity")
-MISSING = "(missing)"
+MISSING = "(missing)"  # the metadata has the sample but no value in the column
+NOT_DESCRIBED = "(not in the metadata)"  # no metadata row names the sample
 
 
 def group_names(groups, n: int) -> pd.Series:
@@ -113,7 +116,7 @@ def dataset_metadata(data, **load_options) -> pd.DataFrame:
 
 def run_metadata(run) -> pd.DataFrame:
     """The metadata columns of a run's dataset, per sample id."""
-    return dataset_metadata(run.train["data"], taxonomy=run.taxonomy)
+    return dataset_metadata(run.train["data"], taxonomy=run.taxonomy, label_columns=run.train.get("label_columns"))
 
 
 def metadata_columns(run) -> list[str]:
@@ -135,6 +138,14 @@ def metadata_groups(metadata: pd.DataFrame, by: str, data_name: str) -> tuple[st
     return str(column), band(metadata[column])
 
 
+def groups_of(ids, groups: pd.Series) -> np.ndarray:
+    """The group of each sample id in ``ids``; an id no metadata row names is :data:`NOT_DESCRIBED`."""
+    ids = np.asarray(ids).astype(str)
+    values = groups.reindex(ids).to_numpy(dtype=object)
+    values[~np.isin(ids, groups.index.astype(str))] = NOT_DESCRIBED
+    return values
+
+
 def run_subgroups(run, by: str, split: str = "test", n_resamples: int = 1000, seed: int = 0) -> dict:
     """Subgroups of a finished run's stored ``split`` predictions (argmax) by metadata column ``by``.
 
@@ -146,7 +157,7 @@ def run_subgroups(run, by: str, split: str = "test", n_resamples: int = 1000, se
     predictions = stored["probs"].argmax(axis=1)
     return {"run": run.id, "split": split, "by": column, "decision_rule": "argmax of the stored probabilities",
             "n": int(ids.size), "min_cases": MIN_CASES, "min_malignant": MIN_MALIGNANT, "confidence": 0.95,
-            "groups": subgroup_table(stored["labels"], predictions, values.reindex(ids).to_numpy(), run.taxonomy,
+            "groups": subgroup_table(stored["labels"], predictions, groups_of(ids, values), run.taxonomy,
                                      n_resamples, seed=seed)}
 
 
@@ -156,9 +167,12 @@ def suspect_rate_table(flagged, groups, n_resamples: int = 1000, confidence: flo
     the difference and its interval against all other labels checked; ``too_small`` below
     :data:`MIN_CASES` labels.
 
-    fairlearn's MetricFrame groups (``selection_rate`` of the flags). The intervals are the
-    bootstrap of a share: resampling n 0/1 flags with replacement gives a Binomial(n, share)
-    count, drawn directly here, group and rest independently (they are disjoint)."""
+    fairlearn's MetricFrame groups (``selection_rate`` of the flags). The intervals are Jeffreys
+    intervals, drawn: k flagged of n gives Beta(k + ½, n − k + ½) draws for the group and for the
+    rest (disjoint, so independent), and the percentiles of their difference bound the gap. A
+    bootstrap of the flags would agree for shares away from 0 and 1 but collapse to a point at
+    0 or n flagged and then declare a gap from the rest's spread alone. Each group's draws are
+    seeded by ``seed`` and its name, so the same labels get the same interval in every table."""
     from fairlearn.metrics import MetricFrame, selection_rate
 
     flagged = np.asarray(flagged, dtype=bool)
@@ -167,22 +181,23 @@ def suspect_rate_table(flagged, groups, n_resamples: int = 1000, confidence: flo
                                   "rate": lambda t, p: selection_rate(t, p, pos_label=True)},
                          y_true=flagged, y_pred=flagged,
                          sensitive_features=pd.Series(groups.to_numpy(), name="group")).by_group
-    rng = np.random.default_rng(seed)
     rows = []
     for name, point in points.sort_values("n", ascending=False).iterrows():
         inside = (groups == name).to_numpy()
         row = {"group": str(name), "n": int(point["n"]), "flagged": int(point["flagged"])}
+        rng = np.random.default_rng([seed, zlib.crc32(row["group"].encode())])
         if row["n"] < MIN_CASES:
             row["too_small"] = f"{row['n']} labels < {MIN_CASES}: not estimated"
             rows.append(row)
             continue
         value = float(point["rate"])
-        own = rng.binomial(row["n"], value, n_resamples) / row["n"]
+        own = rng.beta(row["flagged"] + 0.5, row["n"] - row["flagged"] + 0.5, n_resamples)
         low, high, _ = percentile_interval(own, confidence)
         cell = {"value": value, "low": low, "high": high, "diff": None, "diff_low": None, "diff_high": None, "gap": False}
         if (~inside).any():
-            rest_rate = float(flagged[~inside].mean())
-            rest = rng.binomial(int((~inside).sum()), rest_rate, n_resamples) / (~inside).sum()
+            rest_n, rest_k = int((~inside).sum()), int(flagged[~inside].sum())
+            rest_rate = rest_k / rest_n
+            rest = rng.beta(rest_k + 0.5, rest_n - rest_k + 0.5, n_resamples)
             d_low, d_high, _ = percentile_interval(own - rest, confidence)
             cell.update(diff=value - rest_rate, diff_low=d_low, diff_high=d_high, gap=d_low > 0 or d_high < 0)
         row["rate"] = cell
@@ -201,7 +216,7 @@ def suspect_rates(ids, flagged_ids, groups: pd.Series, by: str, given=None, seed
     """
     ids = np.asarray(ids).astype(str)
     flagged = np.isin(ids, np.asarray(list(flagged_ids)).astype(str))
-    values = groups.reindex(ids).to_numpy()
+    values = groups_of(ids, groups)
     result = {"by": by, "n": int(ids.size), "flagged": int(flagged.sum()), "min_cases": MIN_CASES, "confidence": 0.95,
               "groups": suspect_rate_table(flagged, values, seed=seed)}
     if given is not None:
