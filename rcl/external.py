@@ -39,6 +39,8 @@ def evaluate_external(run_dir: str | Path, data: str, preset: str | None = None,
     from rcl.runs import load_model
 
     parse_noise(label_noise)  # a bad rule fails before any inference
+    if ood_only and label_noise is not None:
+        raise ValueError("--label-noise needs the data's labels; --ood-only reads none")
     if not Path(data).expanduser().exists():
         raise ValueError(f"dataset {str(data)!r} does not exist")
     loaded = load_model(run_dir)

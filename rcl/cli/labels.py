@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
 from rcl.cli import command, fmt, print_json, print_table
 from rcl.cli.training import add_train_options, config_from_args
 
@@ -39,7 +37,13 @@ def _fold_progress(event: dict) -> None:
          add_label_issues)
 def cmd_label_issues(args: argparse.Namespace) -> int:
     from rcl.labels.issues import FINDER_DEFAULTS, from_run, out_of_fold, rank_label_issues
-    from rcl.labels.subgroups import dataset_metadata, metadata_groups, suspect_rate_display, suspect_rates
+    from rcl.labels.subgroups import (
+        dataset_metadata,
+        metadata_groups,
+        ranking_rates,
+        run_metadata,
+        suspect_rate_display,
+    )
 
     run = config = None
     if args.run_dir:
@@ -53,15 +57,15 @@ def cmd_label_issues(args: argparse.Namespace) -> int:
                     setattr(args, name, FINDER_DEFAULTS[name])
         config = config_from_args(args).check()
     if args.by:  # a column the data lacks is refused before any fold model trains
-        data, options = ((run.train["data"], {"taxonomy": run.taxonomy}) if run else
-                         (config.data, {"preset": config.preset, "taxonomy": config.resolved_taxonomy(),
-                                        "malignant": config.malignant, "label_columns": config.label_columns}))
-        column, groups = metadata_groups(dataset_metadata(data, **options), args.by, data)
+        data, metadata = ((run.train["data"], run_metadata(run)) if run else
+                          (config.data, dataset_metadata(config.data, preset=config.preset, malignant=config.malignant,
+                                                         taxonomy=config.resolved_taxonomy(),
+                                                         label_columns=config.label_columns)))
+        column, groups = metadata_groups(metadata, args.by, data)
     oof = from_run(run) if run else out_of_fold(config, args.folds, None if args.json else _fold_progress)
     result = rank_label_issues(oof, args.rank)
     if args.by:
-        result["by_group"] = suspect_rates(oof.ids, [r["id"] for r in result["rows"]], groups, column,
-                                           given=np.asarray(oof.taxonomy.classes)[oof.labels])
+        result["by_group"] = ranking_rates(oof, result, groups, column)
     if args.json:
         print_json(result)
         return 0

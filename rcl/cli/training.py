@@ -202,8 +202,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data is None and (args.preset or args.malignant or args.taxonomy or args.ood_only):
         raise UserError("--preset, --malignant, --taxonomy and --ood-only describe the data given with --data; "
                         "without it, --label-noise scores the run's own test split")
-    if args.ood_only and args.label_noise:
-        raise UserError("--label-noise needs the data's labels; --ood-only reads none")
     if args.data is None:
         from rcl.labels.illusion import illusion_of_accuracy
         from rcl.runs import load_run

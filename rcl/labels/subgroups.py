@@ -185,11 +185,11 @@ def suspect_rate_table(flagged, groups, n_resamples: int = 1000, confidence: flo
     for name, point in points.sort_values("n", ascending=False).iterrows():
         inside = (groups == name).to_numpy()
         row = {"group": str(name), "n": int(point["n"]), "flagged": int(point["flagged"])}
-        rng = np.random.default_rng([seed, zlib.crc32(row["group"].encode())])
         if row["n"] < MIN_CASES:
             row["too_small"] = f"{row['n']} labels < {MIN_CASES}: not estimated"
             rows.append(row)
             continue
+        rng = np.random.default_rng([seed, zlib.crc32(row["group"].encode())])
         value = float(point["rate"])
         own = rng.beta(row["flagged"] + 0.5, row["n"] - row["flagged"] + 0.5, n_resamples)
         low, high, _ = percentile_interval(own, confidence)
@@ -230,17 +230,23 @@ def suspect_rates(ids, flagged_ids, groups: pd.Series, by: str, given=None, seed
     return result
 
 
+def ranking_rates(checked, ranking: dict, groups: pd.Series, by: str) -> dict:
+    """:func:`suspect_rates` of a finder's ranking: ``checked`` (an :class:`~rcl.labels.issues.OutOfFold`)
+    holds every label looked at with its given class, ``ranking`` (``rank_label_issues``) the flagged ones."""
+    return suspect_rates(checked.ids, [r["id"] for r in ranking["rows"]], groups, by,
+                         given=np.asarray(checked.taxonomy.classes)[checked.labels])
+
+
 def run_suspect_rates(run, by: str) -> dict:
-    """:func:`suspect_rates` of a finished run's suspects (its stored validation and test labels,
-    :func:`rcl.labels.suspects.run_suspects`' ranking) by metadata column ``by``, within classes too."""
+    """:func:`ranking_rates` of a finished run's suspects (its stored validation and test labels,
+    the ranking of :func:`rcl.labels.suspects.run_suspects`) by metadata column ``by``."""
     from rcl.labels.issues import from_run, rank_label_issues
 
     column, groups = metadata_groups(run_metadata(run), by, run.train["data"])
     checked = from_run(run)
     ranking = rank_label_issues(checked)
     return {"run": run.id, "source": ranking["source"], "method": ranking["method"],
-            **suspect_rates(checked.ids, [r["id"] for r in ranking["rows"]], groups, column,
-                            given=np.asarray(run.taxonomy.classes)[checked.labels])}
+            **ranking_rates(checked, ranking, groups, column)}
 
 
 def suspect_rate_display(result: dict) -> list[dict]:
